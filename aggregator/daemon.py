@@ -1,0 +1,168 @@
+"""The daemon: the scheduler and both queues' workers in one process.
+
+``run`` leases due feeds and queues their polls until SIGTERM/SIGINT, then
+stops taking jobs, lets in-flight ones finish (or leaves them queued for a
+retry) and exits. ``run_once`` polls every active feed once and waits until
+the queues are drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from arq.worker import Worker
+
+from aggregator import queue, schedule
+from aggregator.runtime import Runtime
+from workers.jobs import worker_options
+
+log = logging.getLogger("aggregator.daemon")
+
+SHUTDOWN_GRACE_SECONDS = 20
+
+
+class Workers:
+    """The poll and store workers running inside this process."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self.workers = [
+            Worker(
+                **worker_options(rt.settings, name),
+                redis_pool=rt.redis,
+                ctx={"runtime": rt},
+                handle_signals=False,
+            )
+            for name in (queue.POLL_QUEUE, queue.STORE_QUEUE)
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(w.async_run()) for w in self.workers]
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Take no new jobs; give running ones ``grace`` seconds; cancel the rest (arq requeues them)."""
+        for worker in self.workers:
+            worker.allow_pick_jobs = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline and any(
+            not t.done() for w in self.workers for t in w.tasks.values()
+        ):
+            await asyncio.sleep(0.05)
+        for worker in self.workers:
+            for task in worker.tasks.values():
+                task.cancel()
+            await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def check(self) -> None:
+        """Raise if a worker loop died (lost Redis for good, a bug)."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception():
+                raise task.exception()  # type: ignore[misc]
+
+
+async def schedule_pass(rt: Runtime, leases: list[schedule.Lease]) -> int:
+    queued = 0
+    for lease in leases:
+        due_ms = int(lease.due_at.timestamp() * 1000)
+        queued += await queue.enqueue_poll(rt.redis, lease.feed_id, due_ms)
+    return queued
+
+
+async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
+    workers = Workers(rt)
+    workers.start()
+    log.info("daemon started: polling due feeds every %.1fs", rt.settings.scheduler_tick)
+    try:
+        while not stop.is_set():
+            try:
+                leases = await schedule.lease_due(rt.pool, rt.settings)
+                if leases:
+                    log.debug("queued %d polls", await schedule_pass(rt, leases))
+            except (OSError, ConnectionError) as exc:
+                log.warning("scheduler pass failed (%s); leases will expire and be retried", exc)
+            workers.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), rt.settings.scheduler_tick)
+    finally:
+        log.info("stopping: finishing in-flight jobs")
+        await workers.stop()
+        log.info("stopped")
+
+
+@dataclass
+class OnceSummary:
+    feeds_ok: int = 0
+    feeds_failed: int = 0
+    articles_new: int = 0
+    duplicates_merged: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def run_once(rt: Runtime, *, timeout: float = 600) -> OnceSummary:
+    """Poll every active feed once, wait until polls and stores are done, summarize."""
+    started: datetime = await rt.pool.fetchval("SELECT now()")
+    workers = Workers(rt)
+    workers.start()
+    try:
+        leases = await schedule.lease_all(rt.pool, rt.settings)
+        await schedule_pass(rt, leases)
+        log.info("polling %d feeds once", len(leases))
+        await wait_drained(rt, timeout=timeout, workers=workers)
+    finally:
+        await workers.stop()
+    return await summarize(rt, started)
+
+
+async def wait_drained(rt: Runtime, *, timeout: float, workers: Workers | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        depths = [await queue.depth(rt.redis, q) for q in (queue.POLL_QUEUE, queue.STORE_QUEUE)]
+        if not any(depths):
+            return
+        if workers is not None:
+            workers.check()
+        if loop.time() > deadline:
+            raise TimeoutError(f"queues not drained after {timeout:.0f}s (poll, store: {depths})")
+        await asyncio.sleep(0.05)
+
+
+_SUMMARY = """
+SELECT
+    (SELECT count(*) FROM feeds WHERE last_polled_at >= $1 AND last_error IS NULL) AS feeds_ok,
+    (SELECT count(*) FROM feeds WHERE last_polled_at >= $1 AND last_error IS NOT NULL) AS feeds_failed,
+    (SELECT count(*) FROM articles WHERE first_seen_at >= $1) AS articles_new,
+    (SELECT count(*) FROM article_sources WHERE seen_at >= $1) AS sightings_new
+"""
+
+
+async def summarize(rt: Runtime, since: datetime) -> OnceSummary:
+    row = await rt.pool.fetchrow(_SUMMARY, since)
+    failures = await rt.pool.fetch(
+        "SELECT url, last_error FROM feeds WHERE last_polled_at >= $1 AND last_error IS NOT NULL "
+        "ORDER BY id LIMIT 20",
+        since,
+    )
+    return OnceSummary(
+        feeds_ok=row["feeds_ok"],
+        feeds_failed=row["feeds_failed"],
+        articles_new=row["articles_new"],
+        duplicates_merged=row["sightings_new"] - row["articles_new"],
+        failures=[(r["url"], r["last_error"]) for r in failures],
+    )
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

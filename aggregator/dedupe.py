@@ -1,0 +1,58 @@
+"""Dedupe: the content hash, and the Redis cache of what each feed already delivered.
+
+The hash is sha256 of the normalized body text (see ``bodytext``). A body too
+short to identify a story ("Read more", or nothing) is hashed together with the
+title and canonical URL, so unrelated stubs never merge.
+
+The cache is only an optimization: Postgres' unique key on ``content_hash`` is
+the truth. It is written after the store transaction commits, so a hash in the
+cache always belongs to a stored article and a sighting of it by that feed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+from redis.asyncio import Redis
+
+SHORT_BODY_CHARS = 50
+_SEPARATOR = "\x1f"  # unit separator: cannot occur in normalized text
+
+
+def content_hash(body_text: str, *, title: str, canonical_url: str | None) -> str:
+    """sha256 hex of the body text; short bodies are salted with title and URL."""
+    material = body_text
+    if len(body_text) < SHORT_BODY_CHARS:
+        material = _SEPARATOR.join((body_text, title, canonical_url or ""))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+class SeenCache:
+    """Which content hashes a feed has already delivered and we have stored."""
+
+    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+
+    @staticmethod
+    def key(feed_id: int) -> str:
+        return f"aggregator:seen:{feed_id}"
+
+    async def unseen(self, feed_id: int, hashes: Sequence[str]) -> set[str]:
+        """The hashes among ``hashes`` this feed has not delivered yet."""
+        if not hashes:
+            return set()
+        flags = await self._redis.smismember(self.key(feed_id), list(hashes))
+        return {h for h, seen in zip(hashes, flags, strict=True) if not seen}
+
+    async def mark(self, feed_id: int, hashes: Iterable[str]) -> None:
+        """Record hashes as delivered; call only after they are committed to Postgres."""
+        members = list(hashes)
+        if not members:
+            return
+        key = self.key(feed_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(key, *members)
+            pipe.expire(key, self._ttl)
+            await pipe.execute()

@@ -1,0 +1,216 @@
+"""Feeds: the registry of what we poll (add, list, remove, import, export) and its state.
+
+Feed lists come as TOML (``[[feeds]]`` tables) or OPML; both are parsed here
+as pure functions, then written with one upsert per feed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import lxml.etree
+
+from aggregator.errors import FeedFileError, FeedNotFoundError, InvalidFeedURLError
+from aggregator.fetch import check_url
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """A feed as a user lists it."""
+
+    url: str
+    region: str | None = None
+    language: str | None = None
+    title: str | None = None
+    interval: float | None = None
+
+    def __post_init__(self) -> None:
+        check_url(self.url)
+        if len(self.url) > 2048:
+            raise InvalidFeedURLError(f"feed URL longer than 2048 characters: {self.url[:60]}...")
+        if self.interval is not None and self.interval <= 0:
+            raise InvalidFeedURLError(f"{self.url}: interval must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """A feed row."""
+
+    id: int
+    url: str
+    title: str | None
+    site_url: str | None
+    region: str | None
+    language: str | None
+    etag: str | None
+    last_modified: str | None
+    last_body_hash: str | None
+    poll_interval: float | None
+    next_poll_at: datetime
+    last_polled_at: datetime | None
+    last_success_at: datetime | None
+    error_count: int
+    last_error: str | None
+    last_error_kind: str | None
+    disabled: bool
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Feed:
+        return cls(**{name: row[name] for name in cls.__slots__})  # type: ignore[attr-defined]
+
+
+_COLUMNS = ", ".join(Feed.__slots__)  # type: ignore[attr-defined]
+
+_UPSERT = f"""
+INSERT INTO feeds (url, region, language, title, poll_interval)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (url) DO UPDATE SET
+    region = COALESCE(EXCLUDED.region, feeds.region),
+    language = COALESCE(EXCLUDED.language, feeds.language),
+    title = COALESCE(feeds.title, EXCLUDED.title),
+    poll_interval = COALESCE(EXCLUDED.poll_interval, feeds.poll_interval)
+RETURNING {_COLUMNS}, (xmax = 0) AS created
+"""
+
+
+async def add(conn: asyncpg.Connection, spec: FeedSpec) -> tuple[Feed, bool]:
+    """Insert or update a feed; return it and whether it is new."""
+    row = await conn.fetchrow(
+        _UPSERT, spec.url, spec.region, spec.language, spec.title, spec.interval
+    )
+    return Feed.from_row(row), bool(row["created"])
+
+
+async def add_many(conn: asyncpg.Connection, specs: Iterable[FeedSpec]) -> tuple[int, int]:
+    """Upsert feeds in one transaction; return (created, updated)."""
+    created = updated = 0
+    async with conn.transaction():
+        for spec in specs:
+            _, is_new = await add(conn, spec)
+            created += is_new
+            updated += not is_new
+    return created, updated
+
+
+async def get(conn: asyncpg.Connection | asyncpg.Pool, feed_id: int) -> Feed | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM feeds WHERE id = $1", feed_id)
+    return Feed.from_row(row) if row else None
+
+
+async def list_all(conn: asyncpg.Connection) -> list[Feed]:
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM feeds ORDER BY id")
+    return [Feed.from_row(r) for r in rows]
+
+
+async def remove(conn: asyncpg.Connection, url_or_id: str) -> Feed:
+    """Delete a feed and its sightings; its articles stay."""
+    if url_or_id.isdigit():
+        row = await conn.fetchrow(
+            f"DELETE FROM feeds WHERE id = $1 RETURNING {_COLUMNS}", int(url_or_id)
+        )
+    else:
+        row = await conn.fetchrow(f"DELETE FROM feeds WHERE url = $1 RETURNING {_COLUMNS}", url_or_id)
+    if row is None:
+        raise FeedNotFoundError(f"no feed {url_or_id!r}")
+    return Feed.from_row(row)
+
+
+# --- feed list files --------------------------------------------------------------------------
+
+
+def read_file(path: Path) -> list[FeedSpec]:
+    """Feeds from a TOML or OPML file, chosen by content, not by name."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FeedFileError(f"{path}: {exc.strerror or exc}") from None
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return parse_opml(data, source=str(path))
+    return parse_toml(data, source=str(path))
+
+
+def parse_toml(data: bytes, *, source: str = "TOML") -> list[FeedSpec]:
+    """``[[feeds]]`` tables with ``url`` and optional ``region``, ``language``, ``title``, ``interval``."""
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise FeedFileError(f"{source}: not valid TOML: {exc}") from None
+    entries = document.get("feeds")
+    if not isinstance(entries, list):
+        raise FeedFileError(f"{source}: expected [[feeds]] tables")
+    defaults = {k: document.get(k) for k in ("region", "language") if isinstance(document.get(k), str)}
+    specs = []
+    for number, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise FeedFileError(f"{source}: feed #{number} has no url")
+        specs.append(_spec(entry, defaults, f"{source}: feed #{number}"))
+    return specs
+
+
+def parse_opml(data: bytes, *, source: str = "OPML") -> list[FeedSpec]:
+    """Every ``<outline xmlUrl=...>``; ``region`` and ``language`` attributes are ours."""
+    parser = lxml.etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+    )
+    try:
+        root = lxml.etree.fromstring(data, parser=parser)
+    except lxml.etree.XMLSyntaxError as exc:
+        raise FeedFileError(f"{source}: not valid OPML: {exc}") from None
+    if root.tag != "opml":
+        raise FeedFileError(f"{source}: not an OPML document (root is <{root.tag}>)")
+    specs = []
+    for outline in root.iter("outline"):
+        url = outline.get("xmlUrl") or outline.get("xmlurl")
+        if not url:
+            continue
+        entry = {
+            "url": url.strip(),
+            "region": outline.get("region"),
+            "language": outline.get("language"),
+            "title": outline.get("title") or outline.get("text"),
+            "interval": outline.get("interval"),
+        }
+        specs.append(_spec(entry, {}, f"{source}: outline {url!r}"))
+    return specs
+
+
+def _spec(entry: dict[str, Any], defaults: dict[str, str], where: str) -> FeedSpec:
+    interval = entry.get("interval")
+    try:
+        return FeedSpec(
+            url=str(entry["url"]).strip(),
+            region=entry.get("region") or defaults.get("region"),
+            language=entry.get("language") or defaults.get("language"),
+            title=entry.get("title"),
+            interval=float(interval) if interval not in (None, "") else None,
+        )
+    except (InvalidFeedURLError, ValueError, TypeError) as exc:
+        raise FeedFileError(f"{where}: {exc}") from None
+
+
+def to_opml(feeds: Sequence[Feed], *, title: str = "aggregator feeds") -> bytes:
+    """An OPML 2.0 document listing the feeds, with our region/language attributes."""
+    root = lxml.etree.Element("opml", version="2.0")
+    head = lxml.etree.SubElement(root, "head")
+    lxml.etree.SubElement(head, "title").text = title
+    body = lxml.etree.SubElement(root, "body")
+    for feed in feeds:
+        attributes = {"type": "rss", "text": feed.title or feed.url, "xmlUrl": feed.url}
+        if feed.title:
+            attributes["title"] = feed.title
+        if feed.site_url:
+            attributes["htmlUrl"] = feed.site_url
+        if feed.region:
+            attributes["region"] = feed.region
+        if feed.language:
+            attributes["language"] = feed.language
+        if feed.poll_interval:
+            attributes["interval"] = f"{feed.poll_interval:g}"
+        lxml.etree.SubElement(body, "outline", attributes)
+    return lxml.etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -1,0 +1,218 @@
+"""Normalize: a parsed entry becomes an ``Article`` ready to hash and store. Pure.
+
+Canonical URLs, UTC dates, plain-text titles, sanitized HTML, the body text
+the content hash is computed on, and bounds on every value: nothing here
+trusts the feed.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import nh3
+from pydantic import BaseModel, ConfigDict
+
+from aggregator import bodytext
+from aggregator.dedupe import content_hash
+from aggregator.parse import Entry, ParsedFeed, parse_feed
+
+MAX_TITLE_CHARS = 1_000
+MAX_SUMMARY_CHARS = 5_000
+MAX_AUTHOR_CHARS = 300
+MAX_URL_CHARS = 2_048
+MAX_GUID_CHARS = 2_048
+MAX_CONTENT_CHARS = 1_000_000
+SUMMARY_FROM_BODY_CHARS = 500
+EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(days=1)
+
+_TRACKING_PARAMS = frozenset(
+    {"fbclid", "gclid", "dclid", "msclkid", "yclid", "mc_cid", "mc_eid", "igshid", "_hsenc",
+     "_hsmi", "mkt_tok", "oly_enc_id", "oly_anon_id", "vero_id", "wt_mc", "at_medium",
+     "at_campaign", "ocid", "cmpid", "xtor"}
+)
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+_SAFE_SCHEMES = frozenset({"http", "https"})
+_ALLOWED_TAGS = frozenset(
+    "a abbr b blockquote br caption cite code dd del dl dt em figcaption figure h1 h2 h3 h4 h5 "
+    "h6 hr i img ins li ol p pre q s small strong sub sup table tbody td tfoot th thead tr u "
+    "ul".split()
+)
+_ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "blockquote": {"cite"},
+    "q": {"cite"},
+}
+
+
+class Article(BaseModel):
+    """One normalized item, as the store job receives it (JSON on the queue)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    content_hash: str
+    canonical_url: str | None
+    url: str | None
+    guid: str | None
+    title: str
+    summary: str
+    content_html: str
+    content_text: str
+    author: str | None
+    language: str | None
+    region: str | None
+    published_at: datetime
+
+
+class FeedContext(BaseModel):
+    """What normalization needs to know about the feed an entry came from."""
+
+    url: str
+    language: str | None = None
+    region: str | None = None
+
+
+def normalize_feed(parsed: ParsedFeed, feed: FeedContext, *, now: datetime) -> list[Article]:
+    """Every entry of a parsed feed as an Article, in feed order."""
+    return [normalize_entry(e, feed, document=parsed, now=now) for e in parsed.entries]
+
+
+def normalize_entry(
+    entry: Entry, feed: FeedContext, *, document: ParsedFeed | None = None, now: datetime
+) -> Article:
+    base = feed.url
+    link = safe_url(entry.link, base=base)
+    guid = clean(entry.guid, MAX_GUID_CHARS) or None
+    if link is None and guid:
+        link = safe_url(guid, base=base)  # permalink guids; anything else is refused
+    canonical = canonical_url(link) if link else None
+
+    title = clean(_plain(entry.title, entry.title_is_html), MAX_TITLE_CHARS)
+    if entry.body is not None:
+        value = clean(entry.body.value, MAX_CONTENT_CHARS)
+        paragraphs = bodytext.body_paragraphs(value, is_html=entry.body.is_html)
+        content_html = sanitize_html(value) if entry.body.is_html else ""
+    else:
+        paragraphs, content_html = [], ""
+    body = bodytext.normalize_text(paragraphs)
+    summary = clean(_plain(entry.summary, entry.summary_is_html), MAX_SUMMARY_CHARS)
+    if not summary or (entry.body is not None and entry.body.source == "summary"):
+        summary = _shorten(body, SUMMARY_FROM_BODY_CHARS) if body else summary
+
+    language = entry.language or feed.language or (document.language if document else None)
+    return Article(
+        content_hash=content_hash(body, title=title, canonical_url=canonical),
+        canonical_url=canonical,
+        url=link,
+        guid=guid,
+        title=title,
+        summary=summary,
+        content_html=content_html,
+        content_text="\n\n".join(paragraphs),
+        author=clean(entry.author, MAX_AUTHOR_CHARS) or None,
+        language=clean(language, 35).lower() or None,
+        region=feed.region,
+        published_at=sane_date(entry.published, now=now),
+    )
+
+
+def clean(value: str | None, limit: int) -> str:
+    """Drop NUL and other control characters (Postgres rejects NUL), then bound the length."""
+    if not value:
+        return ""
+    return _CONTROL_CHARS.sub("", value)[:limit]
+
+
+def _plain(value: str, is_html: bool) -> str:
+    if not value:
+        return ""
+    return bodytext.html_to_text(value) if is_html else " ".join(value.split())
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut + "…"
+
+
+def sane_date(value: datetime | None, *, now: datetime) -> datetime:
+    """The published time in UTC, or ``now`` when missing or impossible."""
+    if value is None or value < EARLIEST_DATE or value > now + FUTURE_TOLERANCE:
+        return now
+    return value.astimezone(UTC)
+
+
+def safe_url(value: str | None, *, base: str) -> str | None:
+    """An absolute http(s) URL resolved against ``base``, or None."""
+    if not value:
+        return None
+    value = clean(value.strip(), MAX_URL_CHARS)
+    try:
+        absolute = urljoin(base, value)
+        parts = urlsplit(absolute)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in _SAFE_SCHEMES or not parts.hostname:
+        return None
+    return absolute
+
+
+def canonical_url(url: str) -> str:
+    """Lowercase scheme and host, no default port, no fragment, no tracking parameters."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    netloc = parts.netloc.rpartition("@")[2].lower()  # user:password@ never identifies a story
+    default_port = {"http": ":80", "https": ":443"}.get(scheme)
+    if default_port and netloc.endswith(default_port):
+        netloc = netloc.removesuffix(default_port)
+    # Filter the raw pairs rather than re-encode them, so the rest of the query is untouched.
+    kept = [pair for pair in parts.query.split("&") if pair and not _is_tracking(pair)]
+    return urlunsplit((scheme, netloc, parts.path or "/", "&".join(kept), ""))
+
+
+def _is_tracking(pair: str) -> bool:
+    key = pair.split("=", 1)[0].lower()
+    return key.startswith("utm_") or key in _TRACKING_PARAMS
+
+
+def sanitize_html(html: str) -> str:
+    """Allowlisted HTML: no script, no event handlers, links only to http(s)."""
+    if not html.strip():
+        return ""
+    return nh3.clean(
+        html,
+        tags=set(_ALLOWED_TAGS),
+        attributes={k: set(v) for k, v in _ALLOWED_ATTRIBUTES.items()},
+        url_schemes=set(_SAFE_SCHEMES),
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
+
+
+class DocumentInfo(BaseModel):
+    """What a poll learns about the feed itself."""
+
+    title: str | None
+    site_url: str | None
+    warning: str | None
+    entries: int
+
+
+def articles_from_document(
+    body: bytes, *, url: str, content_type: str | None, feed: FeedContext, now: datetime
+) -> tuple[DocumentInfo, list[Article]]:
+    """Parse and normalize one fetched body: the CPU-bound step, run in a worker process."""
+    parsed = parse_feed(body, url=url, content_type=content_type)
+    info = DocumentInfo(
+        title=clean(parsed.title, MAX_TITLE_CHARS) or None,
+        site_url=safe_url(parsed.site_url, base=url),
+        warning=parsed.warning[:500] if parsed.warning else None,
+        entries=len(parsed.entries),
+    )
+    return info, normalize_feed(parsed, feed, now=now)

@@ -1,0 +1,78 @@
+"""Queues: arq over Redis with JSON payloads, queue names and deterministic job ids.
+
+Payloads are JSON, never pickle: a shared Redis must not be a way to run code
+in the workers. Job ids are derived from what the job is about, so a job
+enqueued twice (two schedulers, a retried poll) runs once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+
+POLL_QUEUE = "aggregator:poll"
+STORE_QUEUE = "aggregator:store"
+POLL_JOB = "poll_feed"
+STORE_JOB = "store_articles"
+
+
+def serialize(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def deserialize(data: bytes) -> dict[str, Any]:
+    value = json.loads(data)
+    if not isinstance(value, dict):
+        raise ValueError("queue payload is not a JSON object")
+    return value
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_timeout = 5
+    settings.conn_retries = 5
+    return settings
+
+
+async def connect(url: str) -> ArqRedis:
+    """An arq pool that speaks JSON."""
+    return await create_pool(
+        redis_settings(url),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=POLL_QUEUE,
+    )
+
+
+def poll_job_id(feed_id: int, due_epoch_ms: int) -> str:
+    return f"poll:{feed_id}:{due_epoch_ms}"
+
+
+def store_job_id(feed_id: int, body_hash: str) -> str:
+    return f"store:{feed_id}:{body_hash}"
+
+
+async def enqueue_poll(redis: ArqRedis, feed_id: int, due_epoch_ms: int) -> bool:
+    """Queue one poll of a feed for one due time; False if it is already queued."""
+    job = await redis.enqueue_job(
+        POLL_JOB, feed_id, _job_id=poll_job_id(feed_id, due_epoch_ms), _queue_name=POLL_QUEUE
+    )
+    return job is not None
+
+
+async def enqueue_store(redis: ArqRedis, batch: dict[str, Any]) -> bool:
+    job = await redis.enqueue_job(
+        STORE_JOB,
+        batch,
+        _job_id=store_job_id(batch["feed_id"], batch["body_hash"]),
+        _queue_name=STORE_QUEUE,
+    )
+    return job is not None
+
+
+async def depth(redis: ArqRedis, queue_name: str) -> int:
+    """Jobs queued, deferred or in progress on one queue."""
+    return int(await redis.zcard(queue_name))

@@ -1,0 +1,91 @@
+"""Runtime: the clients one process shares (Postgres pool, Redis, HTTP, parse processes).
+
+Built once from the settings, handed to jobs through arq's ``ctx``, closed on
+the way out. CPU-bound parsing runs in a process pool so the event loop keeps
+fetching while feeds are parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import multiprocessing
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+from arq.connections import ArqRedis
+
+from aggregator import db, queue
+from aggregator.dedupe import SeenCache
+from aggregator.errors import ConfigError
+from aggregator.fetch import Fetcher
+from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
+from aggregator.settings import Settings
+
+log = logging.getLogger("aggregator")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database_url: str
+    redis_url: str
+    pool: asyncpg.Pool
+    redis: ArqRedis
+    fetcher: Fetcher
+    parser: Executor
+    seen: SeenCache
+
+    async def parse(
+        self, body: bytes, *, url: str, content_type: str | None, feed: FeedContext, now: datetime
+    ) -> tuple[DocumentInfo, list[Article]]:
+        call = functools.partial(
+            articles_from_document, body, url=url, content_type=content_type, feed=feed, now=now
+        )
+        return await asyncio.get_running_loop().run_in_executor(self.parser, call)
+
+
+def parse_executor(settings: Settings) -> Executor:
+    processes = settings.parse_processes or os.cpu_count() or 1
+    # spawn, not fork: the parent holds sockets and an event loop a child must not inherit.
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, database_url: str | None = None, redis_url: str | None = None,
+    migrate: bool = True,
+) -> AsyncIterator[Runtime]:
+    database_url = database_url or settings.database_url
+    redis_url = redis_url or settings.redis_url
+    if not database_url or not redis_url:
+        raise ConfigError("AGGREGATOR_DATABASE_URL and AGGREGATOR_REDIS_URL must be set")
+    async with AsyncExitStack() as stack:
+        if migrate:
+            for migration in await db.migrate(database_url):
+                log.info("applied migration %03d_%s", migration.version, migration.name)
+        pool = await db.create_pool(
+            database_url, max_size=max(4, settings.store_concurrency + settings.poll_concurrency // 4)
+        )
+        stack.push_async_callback(pool.close)
+        redis = await queue.connect(redis_url)
+        stack.push_async_callback(redis.aclose)
+        fetcher = await stack.enter_async_context(Fetcher(settings))
+        parser = parse_executor(settings)
+        stack.callback(parser.shutdown, wait=True, cancel_futures=True)
+        yield Runtime(
+            settings=settings,
+            database_url=database_url,
+            redis_url=redis_url,
+            pool=pool,
+            redis=redis,
+            fetcher=fetcher,
+            parser=parser,
+            seen=SeenCache(redis, ttl_seconds=int(settings.seen_cache_days * 86400)),
+        )

@@ -1,0 +1,119 @@
+"""Settings: one pydantic-settings class, read from ``AGGREGATOR_*`` and ``.env``.
+
+Built once at start-up and passed down (into arq's ``ctx``); never a global.
+``load_settings`` turns a validation failure into a one-line ``ConfigError``
+naming the environment variable, so a typo never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aggregator.errors import ConfigError
+
+ENV_PREFIX = "AGGREGATOR_"
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "aggregator"
+
+
+class Settings(BaseSettings):
+    """Everything the daemon can be told. Each field is ``AGGREGATOR_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    database_url: str | None = Field(
+        None,
+        description="PostgreSQL DSN (postgresql://user@host:port/db). Unset: an embedded server.",
+    )
+    redis_url: str | None = Field(
+        None, description="Redis URL (redis://host:port/db or unix:///path). Unset: embedded."
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where embedded services keep their data.",
+    )
+    allow_private_networks: bool = Field(
+        False,
+        description="Allow feeds on loopback, private and link-local addresses (intranets, tests).",
+    )
+
+    poll_interval: Seconds = Field(900, description="Default seconds between polls of a feed.")
+    min_interval: Seconds = Field(60, description="No feed is polled more often than this.")
+    max_interval: Seconds = Field(86400, description="No feed waits longer than this.")
+    max_backoff: Seconds = Field(21600, description="Longest wait after repeated failures.")
+    lease_seconds: Seconds = Field(
+        300, description="A leased feed becomes due again if its poll never reports back."
+    )
+    scheduler_tick: Seconds = Field(1.0, description="Seconds between scheduler passes.")
+    scheduler_batch: int = Field(500, gt=0, description="Due feeds leased per scheduler pass.")
+
+    poll_concurrency: int = Field(20, gt=0, description="Polls in flight per worker process.")
+    store_concurrency: int = Field(4, gt=0, description="Store batches in flight per worker.")
+    parse_processes: int = Field(
+        0, ge=0, description="Processes that parse feeds; 0 means one per CPU core."
+    )
+    job_timeout: Seconds = Field(120, description="A job running longer than this is cancelled.")
+    max_tries: int = Field(5, gt=0, description="Attempts per job before arq gives up on it.")
+    poll_delay: Seconds = Field(0.05, description="How often idle workers check their queue.")
+
+    fetch_timeout: Seconds = Field(30, description="Total seconds allowed for one fetch.")
+    connect_timeout: Seconds = Field(10, description="Seconds allowed to open a connection.")
+    read_timeout: Seconds = Field(15, description="Longest silence between received bytes.")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="Largest feed body accepted, after decompression."
+    )
+    max_redirects: int = Field(5, ge=0, description="Redirects followed per fetch.")
+    user_agent: str = Field(
+        "regional-news-aggregator/0.1 (+https://github.com/regional-news-aggregator)",
+        description="User-Agent sent with every request; include a contact URL.",
+    )
+    seen_cache_days: Seconds = Field(
+        30, description="Days a feed's delivered article hashes stay in the Redis cache."
+    )
+
+    @model_validator(mode="after")
+    def _intervals_ordered(self) -> Settings:
+        if self.min_interval > self.max_interval:
+            raise ValueError(
+                f"AGGREGATOR_MIN_INTERVAL ({self.min_interval}) is above "
+                f"AGGREGATOR_MAX_INTERVAL ({self.max_interval})"
+            )
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, or raise ``ConfigError`` with one line naming the bad setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = error.get("loc") or ()
+        if loc:
+            name = ENV_PREFIX + str(loc[0]).upper()
+            given = error.get("input")
+            shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+            problems.append(f"{name}: {error['msg']}{shown}")
+        else:
+            problems.append(str(error["msg"]).removeprefix("Value error, "))
+    return "invalid setting: " + "; ".join(problems)

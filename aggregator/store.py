@@ -1,0 +1,120 @@
+"""Store: one transaction per batch of a feed's new articles.
+
+Inserts articles (the unique key on ``content_hash`` decides what is new),
+records a sighting per (article, feed), and advances the feed's validators in
+the same transaction, so a batch lost before commit means the next poll fetches
+the whole feed again. Re-running a batch changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+from pydantic import BaseModel
+
+from aggregator.normalize import Article
+
+
+class Validators(BaseModel):
+    """What the next conditional GET sends, and the hash of the body they describe."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str
+
+
+class StoreBatch(BaseModel):
+    """The store job's payload (JSON on the queue)."""
+
+    feed_id: int
+    body_hash: str
+    validators: Validators
+    articles: list[Article]
+    fetched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    new: int
+    merged: int
+    sightings: int
+
+
+_INSERT_ARTICLES = """
+INSERT INTO articles (content_hash, canonical_url, title, summary, content_html, content_text,
+                      author, language, region, published_at, first_seen_at)
+SELECT *, $11::timestamptz
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+ORDER BY 1
+ON CONFLICT (content_hash) DO NOTHING
+RETURNING id
+"""
+
+_INSERT_SIGHTINGS = """
+INSERT INTO article_sources (article_id, feed_id, url, guid, title, seen_at)
+SELECT a.id, $1, s.url, s.guid, s.title, $6
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS s(content_hash, url, guid, title)
+JOIN articles a ON a.content_hash = s.content_hash
+ON CONFLICT (article_id, feed_id) DO NOTHING
+"""
+
+_ADVANCE_VALIDATORS = """
+UPDATE feeds
+SET etag = $2, last_modified = $3, last_body_hash = $4
+WHERE id = $1
+"""
+
+
+def unique_by_hash(articles: list[Article]) -> list[Article]:
+    """First occurrence of each content hash: one statement may not touch a key twice."""
+    seen: set[str] = set()
+    unique = []
+    for article in articles:
+        if article.content_hash not in seen:
+            seen.add(article.content_hash)
+            unique.append(article)
+    return unique
+
+
+async def store_batch(conn: asyncpg.Connection, batch: StoreBatch) -> StoreResult:
+    """Insert a feed's batch and advance its validators, atomically."""
+    articles = sorted(unique_by_hash(batch.articles), key=lambda a: a.content_hash)
+    columns = list(zip(*(_article_row(a) for a in articles), strict=True)) or [()] * 10
+    async with conn.transaction():
+        inserted = await conn.fetch(_INSERT_ARTICLES, *map(list, columns), batch.fetched_at)
+        status = await conn.execute(
+            _INSERT_SIGHTINGS,
+            batch.feed_id,
+            [a.content_hash for a in articles],
+            [a.url for a in articles],
+            [a.guid for a in articles],
+            [a.title for a in articles],
+            batch.fetched_at,
+        )
+        await conn.execute(
+            _ADVANCE_VALIDATORS,
+            batch.feed_id,
+            batch.validators.etag,
+            batch.validators.last_modified,
+            batch.validators.body_hash,
+        )
+    sightings = int(status.rsplit(" ", 1)[1])
+    return StoreResult(new=len(inserted), merged=sightings - len(inserted), sightings=sightings)
+
+
+def _article_row(a: Article) -> tuple[object, ...]:
+    return (
+        a.content_hash,
+        a.canonical_url,
+        a.title,
+        a.summary,
+        a.content_html,
+        a.content_text,
+        a.author,
+        a.language,
+        a.region,
+        a.published_at,
+    )

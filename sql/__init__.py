@@ -1,0 +1,1 @@
+"""Schema migrations, shipped inside the package as ``aggregator.sql`` (see pyproject.toml)."""

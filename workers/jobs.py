@@ -1,0 +1,119 @@
+"""The arq jobs: thin wrappers around ``aggregator.refresh``, plus worker start-up.
+
+A job retries (with ``arq.Retry``) only on transient infrastructure errors:
+Postgres or Redis unreachable. A feed's own failures are recorded on its row
+by ``refresh_feed`` and never fail the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from typing import Any
+
+import asyncpg
+import redis.exceptions
+from arq import Retry, func
+from arq.worker import Function
+
+from aggregator import queue
+from aggregator.refresh import refresh_feed, store_articles as store
+from aggregator.runtime import Runtime, open_runtime
+from aggregator.settings import Settings, load_settings
+from aggregator.store import StoreBatch
+
+log = logging.getLogger("aggregator.jobs")
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # includes ConnectionError and TimeoutError
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+def _retry(ctx: dict[str, Any], exc: BaseException) -> Retry:
+    delay = min(2 ** ctx.get("job_try", 1), 60)
+    log.warning("job %s: %s: %s; retrying in %ds", ctx.get("job_id"), type(exc).__name__, exc, delay)
+    return Retry(defer=delay)
+
+
+async def poll_feed(ctx: dict[str, Any], feed_id: int) -> str:
+    try:
+        outcome = await refresh_feed(ctx["runtime"], feed_id)
+    except TRANSIENT_ERRORS as exc:
+        raise _retry(ctx, exc) from exc
+    return outcome.value
+
+
+async def store_articles(ctx: dict[str, Any], batch: dict[str, Any]) -> dict[str, int]:
+    parsed = StoreBatch.model_validate(batch)
+    try:
+        result = await store(ctx["runtime"], parsed)
+    except TRANSIENT_ERRORS as exc:
+        raise _retry(ctx, exc) from exc
+    return {"new": result.new, "merged": result.merged, "sightings": result.sightings}
+
+
+def functions_for(queue_name: str, settings: Settings) -> list[Function]:
+    if queue_name == queue.POLL_QUEUE:
+        return [func(poll_feed, name=queue.POLL_JOB, timeout=settings.job_timeout)]
+    # keep_result=0: a finished store job leaves no result behind, so the same
+    # (feed, body) batch can be queued again if the body comes back later.
+    return [func(store_articles, name=queue.STORE_JOB, timeout=settings.job_timeout, keep_result=0)]
+
+
+def worker_options(settings: Settings, queue_name: str) -> dict[str, Any]:
+    """The arq ``Worker`` keyword arguments for one of our queues."""
+    return {
+        "functions": functions_for(queue_name, settings),
+        "queue_name": queue_name,
+        "job_serializer": queue.serialize,
+        "job_deserializer": queue.deserialize,
+        "max_jobs": settings.poll_concurrency
+        if queue_name == queue.POLL_QUEUE
+        else settings.store_concurrency,
+        "job_timeout": settings.job_timeout,
+        "max_tries": settings.max_tries,
+        "poll_delay": settings.poll_delay,
+        "health_check_interval": 30,
+    }
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    """Standalone workers (``arq workers.poll.WorkerSettings``) build their own runtime."""
+    stack = AsyncExitStack()
+    runtime: Runtime = await stack.enter_async_context(open_runtime(load_settings()))
+    ctx["runtime"] = runtime
+    ctx["exit_stack"] = stack
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    stack = ctx.pop("exit_stack", None)
+    if stack is not None:
+        await stack.aclose()
+
+
+def settings_class(queue_name: str) -> dict[str, Any]:
+    """The WorkerSettings attributes the ``arq`` command reads, from ``AGGREGATOR_*``."""
+    import sys
+
+    from aggregator.errors import ConfigError
+
+    try:
+        settings = load_settings()
+        if not settings.redis_url:
+            raise ConfigError("AGGREGATOR_REDIS_URL must be set to run a standalone worker")
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
+    return {
+        **worker_options(settings, queue_name),
+        "redis_settings": queue.redis_settings(settings.redis_url),
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+    }
