@@ -129,9 +129,13 @@ def clean(value: str | None, limit: int) -> str:
 
 
 def _plain(value: str, is_html: bool) -> str:
+    """Titles and summaries as plain text. Feeds mislabel escaped HTML as text often
+    enough that anything with markup is read as HTML, so a script never survives as text."""
     if not value:
         return ""
-    return bodytext.html_to_text(value) if is_html else " ".join(value.split())
+    if is_html or "<" in value or "&" in value:
+        return bodytext.html_to_text(value)
+    return " ".join(value.split())
 
 
 def _shorten(text: str, limit: int) -> str:

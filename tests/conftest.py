@@ -1,0 +1,89 @@
+"""Test fixtures: real Postgres, real Redis, a real local feed server, and a network guard."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+import redis.asyncio
+
+from tests import netguard, services
+from tests.feedserver import FeedServer
+
+netguard.install()  # before any test can open a socket
+
+from aggregator import migrations  # noqa: E402
+from aggregator.runtime import Runtime, open_runtime  # noqa: E402
+from aggregator.settings import Settings  # noqa: E402
+
+TABLES = ("article_sources", "articles", "feeds")
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> Iterator[tuple[str, str]]:
+    server_db, redis_url = services.server_database_url(), services.server_redis_url()
+    if server_db is None or redis_url is None:
+        pytest.exit(
+            "no Postgres/Redis: set AGGREGATOR_TEST_DATABASE_URL and AGGREGATOR_TEST_REDIS_URL "
+            "or start servers on 127.0.0.1:5432 and :6379",
+            returncode=3,
+        )
+    name = f"aggregator_test_{os.getpid()}"
+    database_url = asyncio.run(services.create_database(server_db, name))
+    yield database_url, redis_url
+    asyncio.run(services.drop_database(server_db, name))
+
+
+@pytest.fixture
+def database_url(service_urls: tuple[str, str]) -> str:
+    return service_urls[0]
+
+
+@pytest.fixture
+def redis_url(service_urls: tuple[str, str]) -> str:
+    return service_urls[1]
+
+
+@pytest.fixture
+async def clean_services(database_url: str, redis_url: str) -> AsyncIterator[None]:
+    """Empty tables (schema current) and an empty Redis database for this test."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrations.migrate(conn)
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+    client = redis.asyncio.from_url(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    yield
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        allow_private_networks=True,  # the test feed server is on 127.0.0.1
+        parse_processes=1,
+        poll_delay=0.01,
+        min_interval=1,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+async def runtime(settings: Settings, clean_services: None) -> AsyncIterator[Runtime]:
+    async with open_runtime(settings) as rt:
+        yield rt
+
+
+@pytest.fixture
+async def feed_server() -> AsyncIterator[FeedServer]:
+    server = FeedServer()
+    await server.start()
+    yield server
+    await server.stop()

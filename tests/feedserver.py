@@ -1,0 +1,75 @@
+"""A local feed server for tests: serves bytes on 127.0.0.1 with ETag and
+Last-Modified, answers conditional requests with 304, and logs every request."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+LAST_MODIFIED = "Wed, 10 Sep 2014 12:00:00 GMT"
+
+
+@dataclass
+class Served:
+    body: bytes
+    content_type: str
+    status: int = 200
+    validators: bool = True
+
+
+@dataclass
+class Request:
+    path: str
+    if_none_match: str | None
+    if_modified_since: str | None
+    status: int
+
+
+@dataclass
+class FeedServer:
+    routes: dict[str, Served] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    base_url: str = ""
+    _runner: web.AppRunner | None = None
+
+    def add(self, path: str, body: bytes, content_type: str = "application/rss+xml", **kw: object) -> str:
+        self.routes[path] = Served(body, content_type, **kw)  # type: ignore[arg-type]
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def hits(self, path: str) -> list[Request]:
+        return [r for r in self.requests if r.path == "/" + path.lstrip("/")]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        served = self.routes.get(request.path.lstrip("/"))
+        inm, ims = request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")
+        if served is None:
+            self.requests.append(Request(request.path, inm, ims, 404))
+            return web.Response(status=404, text="not found")
+        headers = {"Content-Type": served.content_type}
+        if served.validators:
+            etag = '"' + hashlib.sha1(served.body).hexdigest() + '"'
+            headers |= {"ETag": etag, "Last-Modified": LAST_MODIFIED}
+            if inm == etag or (inm is None and ims == LAST_MODIFIED):
+                self.requests.append(Request(request.path, inm, ims, 304))
+                return web.Response(status=304, headers={"ETag": etag})
+        self.requests.append(Request(request.path, inm, ims, served.status))
+        return web.Response(status=served.status, body=served.body, headers=headers)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
