@@ -29,7 +29,9 @@ SHUTDOWN_GRACE_SECONDS = 20
 class Workers:
     """The poll and store workers running inside this process."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(
+        self, rt: Runtime, queues: tuple[str, ...] = (queue.POLL_QUEUE, queue.STORE_QUEUE)
+    ) -> None:
         self._rt = rt
         self.workers = [
             Worker(
@@ -38,7 +40,7 @@ class Workers:
                 ctx={"runtime": rt},
                 handle_signals=False,
             )
-            for name in (queue.POLL_QUEUE, queue.STORE_QUEUE)
+            for name in queues
         ]
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -123,11 +125,21 @@ async def run_once(rt: Runtime, *, timeout: float = 600) -> OnceSummary:
     return await summarize(rt, started)
 
 
-async def wait_drained(rt: Runtime, *, timeout: float, workers: Workers | None = None) -> None:
+async def wait_drained(
+    rt: Runtime,
+    *,
+    timeout: float,
+    workers: Workers | None = None,
+    queues: tuple[str, ...] = (queue.POLL_QUEUE, queue.STORE_QUEUE),
+) -> None:
+    """Wait until nothing is queued, deferred or running on ``queues``.
+
+    Polls queue their store batches before they finish, so once the poll queue
+    is empty every store job it caused is already visible on the store queue."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        depths = [await queue.depth(rt.redis, q) for q in (queue.POLL_QUEUE, queue.STORE_QUEUE)]
+        depths = [await queue.depth(rt.redis, q) for q in queues]
         if not any(depths):
             return
         if workers is not None:
