@@ -1,16 +1,20 @@
 """Services: where Postgres and Redis are for this command.
 
 With ``AGGREGATOR_DATABASE_URL`` and ``AGGREGATOR_REDIS_URL`` set, those
-servers are used as they are.
+servers are used as they are. Whatever is unset comes from the embedded
+servers under ``AGGREGATOR_DATA_DIR`` (see ``aggregator.embedded``), started
+for the command and stopped when the last command using them ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
-from aggregator.errors import ConfigError
+from aggregator.embedded import EmbeddedServices
 from aggregator.settings import Settings
 
 
@@ -18,10 +22,21 @@ from aggregator.settings import Settings
 class ServiceURLs:
     database_url: str
     redis_url: str
+    embedded: EmbeddedServices | None = None
 
 
 @asynccontextmanager
-async def services(settings: Settings) -> AsyncIterator[ServiceURLs]:
-    if not settings.database_url or not settings.redis_url:
-        raise ConfigError("AGGREGATOR_DATABASE_URL and AGGREGATOR_REDIS_URL must be set")
-    yield ServiceURLs(settings.database_url, settings.redis_url)
+async def services(settings: Settings, *, data_dir: Path | None = None) -> AsyncIterator[ServiceURLs]:
+    if settings.database_url and settings.redis_url:
+        yield ServiceURLs(settings.database_url, settings.redis_url)
+        return
+    embedded = EmbeddedServices(data_dir or settings.data_dir)
+    await asyncio.to_thread(embedded.start)
+    try:
+        yield ServiceURLs(
+            settings.database_url or embedded.database_url,
+            settings.redis_url or embedded.redis_url,
+            embedded,
+        )
+    finally:
+        await asyncio.to_thread(embedded.stop)

@@ -21,7 +21,10 @@ ENV_PREFIX = "AGGREGATOR_"
 Seconds = Annotated[float, Field(gt=0)]
 
 
-def _default_data_dir() -> Path:
+def default_data_dir() -> Path:
+    """``/var/lib/aggregator`` for root, else the XDG data folder (see ``aggregator.embedded``)."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/aggregator")
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "aggregator"
 
@@ -45,8 +48,9 @@ class Settings(BaseSettings):
         None, description="Redis URL (redis://host:port/db or unix:///path). Unset: embedded."
     )
     data_dir: Path = Field(
-        default_factory=_default_data_dir,
-        description="Where embedded services keep their data.",
+        default_factory=default_data_dir,
+        description="Where the embedded PostgreSQL and Redis keep their data "
+        "(/var/lib/aggregator for root, else ~/.local/share/aggregator).",
     )
     allow_private_networks: bool = Field(
         False,
