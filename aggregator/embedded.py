@@ -135,12 +135,18 @@ class EmbeddedServices:
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._check_traversable()
         self._lock_file = open(self.data_dir / "users.lock", "ab")  # noqa: SIM115 (held until stop)
-        with self._exclusive():
-            self._prepare_dirs()
-            self._start_postgres()
-            self._start_redis()
-        fcntl.flock(self._lock_file, fcntl.LOCK_SH)
+        try:
+            with self._exclusive():
+                self._prepare_dirs()
+                self._start_postgres()
+                self._start_redis()
+            fcntl.flock(self._lock_file, fcntl.LOCK_SH)
+        except BaseException:
+            self._lock_file.close()
+            self._lock_file = None
+            raise
         log.info("using embedded PostgreSQL and Redis in %s", self.data_dir)
 
     def stop(self) -> None:
@@ -158,6 +164,19 @@ class EmbeddedServices:
         finally:
             self._lock_file.close()
             self._lock_file = None
+
+    def _check_traversable(self) -> None:
+        """As root the servers run as another user, who must reach the data directory.
+        We refuse rather than open up a private parent folder such as /root."""
+        if os.geteuid() != 0:
+            return
+        for parent in self.data_dir.parents:
+            if not parent.stat().st_mode & 0o001:
+                raise EmbeddedError(
+                    f"the data directory {self.data_dir} is inside {parent}, which user "
+                    f"{SYSTEM_USER!r} cannot enter; set AGGREGATOR_DATA_DIR to a folder under "
+                    "/var/lib or /srv (the default for root is /var/lib/aggregator)"
+                )
 
     def _exclusive(self) -> _FileLock:
         return _FileLock(self.data_dir / "start.lock")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -16,6 +19,7 @@ from tests.feedserver import FeedServer
 netguard.install()  # before any test can open a socket
 
 from aggregator import migrations  # noqa: E402
+from aggregator.embedded import EmbeddedServices  # noqa: E402
 from aggregator.runtime import Runtime, open_runtime  # noqa: E402
 from aggregator.settings import Settings  # noqa: E402
 
@@ -24,17 +28,25 @@ TABLES = ("article_sources", "articles", "feeds")
 
 @pytest.fixture(scope="session")
 def service_urls() -> Iterator[tuple[str, str]]:
+    """Test URLs if set, else servers on localhost, else the embedded pair in a temp dir."""
     server_db, redis_url = services.server_database_url(), services.server_redis_url()
+    embedded = None
     if server_db is None or redis_url is None:
-        pytest.exit(
-            "no Postgres/Redis: set AGGREGATOR_TEST_DATABASE_URL and AGGREGATOR_TEST_REDIS_URL "
-            "or start servers on 127.0.0.1:5432 and :6379",
-            returncode=3,
-        )
+        # Not under pytest's private tmp folder: as root, the servers run as another user.
+        embedded = EmbeddedServices(Path(tempfile.mkdtemp(prefix="aggregator-test-")))
+        embedded.start()
+        print(f"\nusing embedded PostgreSQL and Redis in {embedded.data_dir}")
+        server_db = server_db or embedded.database_url
+        redis_url = redis_url or embedded.redis_url
     name = f"aggregator_test_{os.getpid()}"
     database_url = asyncio.run(services.create_database(server_db, name))
-    yield database_url, redis_url
-    asyncio.run(services.drop_database(server_db, name))
+    try:
+        yield database_url, redis_url
+    finally:
+        asyncio.run(services.drop_database(server_db, name))
+        if embedded is not None:
+            embedded.stop()
+            shutil.rmtree(embedded.data_dir, ignore_errors=True)
 
 
 @pytest.fixture
