@@ -126,6 +126,32 @@ def _print_summary(summary: daemon.OnceSummary) -> None:
 
 @main.command()
 @command
+async def demo() -> None:
+    """Ingest the bundled sample feeds from a local server, offline, and show the result."""
+    from aggregator.demo import run_demo
+
+    await run_demo(_settings(), click.echo)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@command
+async def psql(psql_args: tuple[str, ...]) -> None:
+    """Open psql on the database (the embedded one too); extra arguments go to psql."""
+    import shutil
+    import subprocess
+
+    async with services(_settings()) as urls:
+        client = str(urls.embedded.psql) if urls.embedded else shutil.which("psql")
+        if client is None:
+            raise AggregatorError("psql is not installed; install postgresql-client")
+        code = await asyncio.to_thread(subprocess.call, [client, urls.database_url, *psql_args])
+    if code:
+        sys.exit(code)
+
+
+@main.command()
+@command
 async def migrate() -> None:
     """Apply pending schema migrations."""
     async with services(_settings()) as urls:

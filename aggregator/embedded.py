@@ -119,6 +119,11 @@ class EmbeddedServices:
         return f"postgresql://postgres@/{DATABASE}?host={self.socket_dir}"
 
     @property
+    def psql(self) -> Path:
+        """The psql client that ships with the embedded server."""
+        return self._postgres_bin() / "psql"
+
+    @property
     def redis_url(self) -> str:
         return f"unix://{self.socket_dir / 'redis.sock'}"
 

@@ -1,0 +1,1 @@
+"""Sample regional feeds for `aggregator demo`, written for this project; fictional outlets on *.example."""
