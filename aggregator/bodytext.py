@@ -17,18 +17,86 @@ import lxml.html
 
 # Elements dropped together with everything inside them.
 DROPPED_TAGS = frozenset(
-    "script style noscript template iframe object embed form button nav aside header footer "
-    "figure figcaption svg video audio picture head title".split()
+    [
+        "script",
+        "style",
+        "noscript",
+        "template",
+        "iframe",
+        "object",
+        "embed",
+        "form",
+        "button",
+        "nav",
+        "aside",
+        "header",
+        "footer",
+        "figure",
+        "figcaption",
+        "svg",
+        "video",
+        "audio",
+        "picture",
+        "head",
+        "title",
+    ]
 )
 # An element whose class has one of these tokens is boilerplate, content and all.
 BOILERPLATE_CLASSES = frozenset(
-    "teaser standfirst kicker byline credit author meta related latest latest-news must-read "
-    "recommended read-more share social newsletter promo ad advert tags copyright caption".split()
+    [
+        "teaser",
+        "standfirst",
+        "kicker",
+        "byline",
+        "credit",
+        "author",
+        "meta",
+        "related",
+        "latest",
+        "latest-news",
+        "must-read",
+        "recommended",
+        "read-more",
+        "share",
+        "social",
+        "newsletter",
+        "promo",
+        "ad",
+        "advert",
+        "tags",
+        "copyright",
+        "caption",
+    ]
 )
 # Paragraph breaks come before and after these.
 BLOCK_TAGS = frozenset(
-    "p div section article main h1 h2 h3 h4 h5 h6 ul ol li blockquote pre table tr td th "
-    "dl dt dd body html".split()
+    [
+        "p",
+        "div",
+        "section",
+        "article",
+        "main",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "ul",
+        "ol",
+        "li",
+        "blockquote",
+        "pre",
+        "table",
+        "tr",
+        "td",
+        "th",
+        "dl",
+        "dt",
+        "dd",
+        "body",
+        "html",
+    ]
 )
 BREAK_TAGS = frozenset({"br", "hr"})
 

@@ -58,8 +58,12 @@ def command(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T | None]:
             _fail(str(exc), 2)
         except AggregatorError as exc:
             _fail(str(exc))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                redis.exceptions.ConnectionError) as exc:
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            redis.exceptions.ConnectionError,
+        ) as exc:
             _fail(f"cannot reach a service: {type(exc).__name__}: {exc}")
         except KeyboardInterrupt:
             _fail("interrupted", 130)
@@ -79,7 +83,9 @@ def _settings() -> Settings:
         raise  # unreachable
 
 
-async def _with_connection(settings: Settings, action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+async def _with_connection(
+    settings: Settings, action: Callable[[asyncpg.Connection], Awaitable[T]]
+) -> T:
     async with services(settings) as urls:
         await db.migrate(urls.database_url)
         conn = await asyncpg.connect(urls.database_url)
@@ -98,14 +104,17 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@click.option("--once", is_flag=True, help="Poll every active feed once, wait for the queues, exit.")
+@click.option(
+    "--once", is_flag=True, help="Poll every active feed once, wait for the queues, exit."
+)
 @command
 async def run(once: bool) -> None:
     """Run the daemon: scheduler and workers in one process."""
     settings = _settings()
-    async with services(settings) as urls, open_runtime(
-        settings, database_url=urls.database_url, redis_url=urls.redis_url
-    ) as rt:
+    async with (
+        services(settings) as urls,
+        open_runtime(settings, database_url=urls.database_url, redis_url=urls.redis_url) as rt,
+    ):
         if once:
             summary = await daemon.run_once(rt)
             _print_summary(summary)
@@ -174,8 +183,9 @@ def feeds_group() -> None:
 @click.option("--title", help="A display name.")
 @click.option("--interval", type=click.FloatRange(min=1), help="Seconds between polls.")
 @command
-async def feeds_add(url: str, region: str | None, language: str | None, title: str | None,
-                    interval: float | None) -> None:
+async def feeds_add(
+    url: str, region: str | None, language: str | None, title: str | None, interval: float | None
+) -> None:
     """Add a feed (or update its region, language and interval)."""
     spec = feeds.FeedSpec(url=url, region=region, language=language, title=title, interval=interval)
     feed, created = await _with_connection(_settings(), lambda c: feeds.add(c, spec))
@@ -194,7 +204,9 @@ async def feeds_list() -> None:
             + (f"  [{f.last_error_kind}: {f.last_error}]" if f.last_error else "")
         )
     if not rows:
-        click.echo("no feeds; add one with `aggregator feeds add URL` or `aggregator feeds import FILE`")
+        click.echo(
+            "no feeds; add one with `aggregator feeds add URL` or `aggregator feeds import FILE`"
+        )
 
 
 @feeds_group.command(name="remove")
@@ -217,7 +229,9 @@ async def feeds_import(path: Path) -> None:
 
 
 @feeds_group.command(name="export")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="File to write (default stdout).")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="File to write (default stdout)."
+)
 @command
 async def feeds_export(output: Path | None) -> None:
     """Export feeds as OPML."""
@@ -241,13 +255,22 @@ async def poll(url: str, region: str | None, language: str | None) -> None:
         response = await fetcher.fetch(url)
     assert response.body is not None
     info, articles = articles_from_document(
-        response.body, url=response.url, content_type=response.content_type,
-        feed=FeedContext(url=response.url, region=region, language=language), now=datetime.now(UTC),
+        response.body,
+        url=response.url,
+        content_type=response.content_type,
+        feed=FeedContext(url=response.url, region=region, language=language),
+        now=datetime.now(UTC),
     )
-    click.echo(f"{info.title or url}: {len(articles)} articles" + (f" (warning: {info.warning})" if info.warning else ""))
+    click.echo(
+        f"{info.title or url}: {len(articles)} articles"
+        + (f" (warning: {info.warning})" if info.warning else "")
+    )
     for a in articles:
         click.echo(f"- {a.published_at:%Y-%m-%d %H:%M} [{a.language or '-'}] {a.title}")
-        click.echo(f"  {a.canonical_url or '(no link)'}  sha256:{a.content_hash[:12]}  {len(a.content_text)} chars")
+        click.echo(
+            f"  {a.canonical_url or '(no link)'}  sha256:{a.content_hash[:12]}"
+            f"  {len(a.content_text)} chars"
+        )
 
 
 @main.command()
@@ -257,13 +280,14 @@ async def status() -> None:
     settings = _settings()
 
     async def query(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-        return await conn.fetch(
+        return await conn.fetch(  # type: ignore[no-any-return]
             """
             SELECT count(*) FILTER (WHERE NOT disabled AND last_error IS NULL) AS ok,
                    count(*) FILTER (WHERE NOT disabled AND last_error IS NOT NULL) AS failing,
                    count(*) FILTER (WHERE disabled) AS disabled,
                    (SELECT count(*) FROM articles) AS articles,
-                   (SELECT count(*) FROM articles WHERE first_seen_at > now() - interval '24 hours') AS last_24h
+                   (SELECT count(*) FROM articles
+                    WHERE first_seen_at > now() - interval '24 hours') AS last_24h
             FROM feeds
             """
         )

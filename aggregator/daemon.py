@@ -48,7 +48,9 @@ class Workers:
         self._tasks = [asyncio.create_task(w.async_run()) for w in self.workers]
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
-        """Take no new jobs; give running ones ``grace`` seconds; cancel the rest (arq requeues them)."""
+        """Take no new jobs; give running ones ``grace`` seconds; cancel the rest.
+
+        arq puts a cancelled job back on its queue, so nothing is lost."""
         for worker in self.workers:
             worker.allow_pick_jobs = False
         loop = asyncio.get_running_loop()
@@ -152,7 +154,8 @@ async def wait_drained(
 _SUMMARY = """
 SELECT
     (SELECT count(*) FROM feeds WHERE last_polled_at >= $1 AND last_error IS NULL) AS feeds_ok,
-    (SELECT count(*) FROM feeds WHERE last_polled_at >= $1 AND last_error IS NOT NULL) AS feeds_failed,
+    (SELECT count(*) FROM feeds
+     WHERE last_polled_at >= $1 AND last_error IS NOT NULL) AS feeds_failed,
     (SELECT count(*) FROM articles WHERE first_seen_at >= $1) AS articles_new,
     (SELECT count(*) FROM article_sources WHERE seen_at >= $1) AS sightings_new
 """

@@ -43,7 +43,9 @@ class SeenCache:
         """The hashes among ``hashes`` this feed has not delivered yet."""
         if not hashes:
             return set()
-        flags = await self._redis.smismember(self.key(feed_id), list(hashes))
+        flags: list[int] = await self._redis.smismember(  # type: ignore[misc]
+            self.key(feed_id), list(hashes)
+        )
         return {h for h, seen in zip(hashes, flags, strict=True) if not seen}
 
     async def mark(self, feed_id: int, hashes: Iterable[str]) -> None:

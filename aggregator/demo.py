@@ -52,8 +52,12 @@ async def serve_samples(samples: list[SampleFeed]) -> tuple[web.AppRunner, str]:
         if request.path not in bodies:
             return web.Response(status=404)
         body, content_type = bodies[request.path]
-        return web.Response(body=body, content_type=content_type.split(";")[0],
-                            charset=_charset(content_type), headers={"ETag": f'"{hash(body) & 0xFFFFFFFF:x}"'})
+        return web.Response(
+            body=body,
+            content_type=content_type.split(";")[0],
+            charset=_charset(content_type),
+            headers={"ETag": f'"{hash(body) & 0xFFFFFFFF:x}"'},
+        )
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
@@ -89,21 +93,33 @@ async def run_demo(settings: Settings, echo: Echo) -> dict[str, Any]:
     demo_dir = settings.data_dir / "demo"
     # Always the embedded pair (the demo resets its tables: never a real database), and
     # local feeds on 127.0.0.1 are what the demo is about; nothing else is fetched.
-    settings = settings.model_copy(update={
-        "database_url": None, "redis_url": None, "allow_private_networks": True, "min_interval": 1,
-    })
+    settings = settings.model_copy(
+        update={
+            "database_url": None,
+            "redis_url": None,
+            "allow_private_networks": True,
+            "min_interval": 1,
+        }
+    )
     runner, base_url = await serve_samples(samples)
     try:
-        async with services(settings, data_dir=demo_dir) as urls, open_runtime(
-            settings, database_url=urls.database_url, redis_url=urls.redis_url
-        ) as rt:
+        async with (
+            services(settings, data_dir=demo_dir) as urls,
+            open_runtime(settings, database_url=urls.database_url, redis_url=urls.redis_url) as rt,
+        ):
             await rt.pool.execute(_RESET)
             await rt.redis.flushdb()
             async with rt.pool.acquire() as conn:
                 for s in samples:
-                    await feeds.add(conn, feeds.FeedSpec(
-                        url=base_url + s.path, region=s.region, language=s.language, title=s.title
-                    ))
+                    await feeds.add(
+                        conn,
+                        feeds.FeedSpec(
+                            url=base_url + s.path,
+                            region=s.region,
+                            language=s.language,
+                            title=s.title,
+                        ),
+                    )
             echo(f"serving {len(samples)} sample feeds on {base_url}; ingesting...")
             progress = asyncio.create_task(_report_progress(rt, len(samples), echo))
             try:
@@ -135,26 +151,40 @@ async def _progress_line(rt: Runtime, total: int) -> str:
 
 
 async def _report(
-    rt: Runtime, summary: daemon.OnceSummary, demo_dir: Any, echo: Echo,
+    rt: Runtime,
+    summary: daemon.OnceSummary,
+    demo_dir: Any,
+    echo: Echo,
 ) -> dict[str, Any]:
     articles = await rt.pool.fetchval("SELECT count(*) FROM articles")
     sightings = await rt.pool.fetchval("SELECT count(*) FROM article_sources")
     echo("")
     echo(f"feeds polled: {summary.feeds_ok} ok, {summary.feeds_failed} failed")
-    echo(f"items seen: {sightings}; stored as {articles} articles "
-         f"({sightings - articles} duplicates merged across outlets)")
+    echo(
+        f"items seen: {sightings}; stored as {articles} articles "
+        f"({sightings - articles} duplicates merged across outlets)"
+    )
     echo("")
     echo(f"{'feed':<36} {'lang':<5} {'items':>5} {'shared':>7}")
     for row in await rt.pool.fetch(_PER_FEED):
-        echo(f"{(row['title'] or '')[:36]:<36} {row['language'] or '-':<5} {row['items']:>5} "
-             f"{row['shared']:>7}")
+        echo(
+            f"{(row['title'] or '')[:36]:<36} {row['language'] or '-':<5} {row['items']:>5} "
+            f"{row['shared']:>7}"
+        )
     echo("")
     echo("Look at it (each command starts the demo's embedded servers, and stops them after):")
     echo(f"  export AGGREGATOR_DATA_DIR={demo_dir}")
-    echo("  aggregator psql -c \"SELECT a.title, count(*) AS outlets FROM articles a "
-         "JOIN article_sources s ON s.article_id = a.id GROUP BY a.id ORDER BY outlets DESC LIMIT 5\"")
+    echo(
+        '  aggregator psql -c "SELECT a.title, count(*) AS outlets FROM articles a '
+        'JOIN article_sources s ON s.article_id = a.id GROUP BY a.id ORDER BY outlets DESC LIMIT 5"'
+    )
     echo("  aggregator psql            # an interactive session")
     echo("  aggregator feeds list")
     echo("  aggregator status")
-    return {"feeds_ok": summary.feeds_ok, "feeds_failed": summary.feeds_failed,
-            "articles": articles, "sightings": sightings, "merged": sightings - articles}
+    return {
+        "feeds_ok": summary.feeds_ok,
+        "feeds_failed": summary.feeds_failed,
+        "articles": articles,
+        "sightings": sightings,
+        "merged": sightings - articles,
+    }

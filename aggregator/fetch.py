@@ -13,12 +13,13 @@ import errno
 import ipaddress
 import socket
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
 
 import aiohttp
+import yarl
 
 from aggregator.errors import (
     BlockedAddressError,
@@ -74,7 +75,7 @@ def guarded_socket(addr_info: Any) -> socket.socket:
 def check_url(url: str) -> str:
     """Raise ``InvalidFeedURLError`` unless ``url`` is an absolute http(s) URL."""
     try:
-        parsed = aiohttp.client.URL(url)
+        parsed = yarl.URL(url)
     except (ValueError, TypeError) as exc:
         raise InvalidFeedURLError(f"invalid feed URL {url!r}: {exc}") from None
     if parsed.scheme not in ("http", "https"):
@@ -112,7 +113,10 @@ class Fetcher:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if self._session is not None:
             await self._session.close()
@@ -146,7 +150,9 @@ class Fetcher:
         except FetchError:
             raise
         except aiohttp.TooManyRedirects as exc:
-            raise FetchError(f"more than {self._settings.max_redirects} redirects", kind="redirects") from exc
+            raise FetchError(
+                f"more than {self._settings.max_redirects} redirects", kind="redirects"
+            ) from exc
         except aiohttp.ClientConnectorDNSError as exc:
             raise FetchError(f"DNS lookup failed for {exc.host}", kind="dns") from exc
         except aiohttp.ClientConnectorError as exc:
@@ -155,8 +161,10 @@ class Fetcher:
                     f"{exc.host} resolves to a non-public address; "
                     "set AGGREGATOR_ALLOW_PRIVATE_NETWORKS=true to allow it"
                 ) from exc
-            raise FetchError(f"cannot connect to {exc.host}: {exc.os_error.strerror or exc.os_error}",
-                             kind="connection") from exc
+            raise FetchError(
+                f"cannot connect to {exc.host}: {exc.os_error.strerror or exc.os_error}",
+                kind="connection",
+            ) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise FetchError("timed out", kind="timeout") from exc
         except aiohttp.InvalidURL as exc:

@@ -81,9 +81,7 @@ def _parse_xml_feed(body: bytes, *, url: str, content_type: str | None) -> Parse
     body = _DOCTYPE_SUBSET.sub(b"", body)
     try:
         # A stream, never bytes or str: feedparser treats strings as URLs or paths to open.
-        parsed = feedparser.parse(
-            io.BytesIO(body), response_headers=headers, sanitize_html=False
-        )
+        parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False)
     except Exception as exc:  # feedparser raises bare ValueError/TypeError on some bad input
         raise ParseError(f"unreadable feed: {exc}") from exc
     if not parsed.get("version") and not parsed.entries:
@@ -190,7 +188,9 @@ def _entry_from_json(item: dict[str, Any]) -> Entry:
         body = Body(summary, False, "summary")
     else:
         body = None
-    authors = item.get("authors") or ([item["author"]] if isinstance(item.get("author"), dict) else [])
+    authors = item.get("authors") or (
+        [item["author"]] if isinstance(item.get("author"), dict) else []
+    )
     author = next((a.get("name") for a in authors if isinstance(a, dict) and a.get("name")), None)
     return Entry(
         guid=_str_or_none(item.get("id")),

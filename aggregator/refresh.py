@@ -38,7 +38,9 @@ async def refresh_feed(rt: Runtime, feed_id: int) -> Outcome:
     interval = feed.poll_interval
     now = datetime.now(UTC)
     try:
-        response = await rt.fetcher.fetch(feed.url, etag=feed.etag, last_modified=feed.last_modified)
+        response = await rt.fetcher.fetch(
+            feed.url, etag=feed.etag, last_modified=feed.last_modified
+        )
         if response.not_modified or response.body is None:
             await schedule.record_unchanged(rt.pool, rt.settings, feed.id, interval)
             return Outcome.NOT_MODIFIED
@@ -59,12 +61,16 @@ async def refresh_feed(rt: Runtime, feed_id: int) -> Outcome:
             now=now,
         )
     except FeedError as error:
-        await schedule.record_failure(rt.pool, rt.settings, feed.id, interval, error, feed.error_count)
+        await schedule.record_failure(
+            rt.pool, rt.settings, feed.id, interval, error, feed.error_count
+        )
         log_failure = log.warning if feed.error_count == 0 else log.info
         log_failure("feed %d %s failed (%s): %s", feed.id, feed.url, error.kind, error)
         return Outcome.FAILED
     if document.warning:
-        log.info("feed %d %s: recovered from malformed XML: %s", feed.id, feed.url, document.warning)
+        log.info(
+            "feed %d %s: recovered from malformed XML: %s", feed.id, feed.url, document.warning
+        )
 
     unseen = await rt.seen.unseen(feed.id, [a.content_hash for a in articles])
     fresh = [a for a in articles if a.content_hash in unseen]

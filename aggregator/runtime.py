@@ -59,7 +59,10 @@ def parse_executor(settings: Settings) -> Executor:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, database_url: str | None = None, redis_url: str | None = None,
+    settings: Settings,
+    *,
+    database_url: str | None = None,
+    redis_url: str | None = None,
     migrate: bool = True,
 ) -> AsyncIterator[Runtime]:
     database_url = database_url or settings.database_url
@@ -71,7 +74,8 @@ async def open_runtime(
             for migration in await db.migrate(database_url):
                 log.info("applied migration %03d_%s", migration.version, migration.name)
         pool = await db.create_pool(
-            database_url, max_size=max(4, settings.store_concurrency + settings.poll_concurrency // 4)
+            database_url,
+            max_size=max(4, settings.store_concurrency + settings.poll_concurrency // 4),
         )
         stack.push_async_callback(pool.close)
         redis = await queue.connect(redis_url)

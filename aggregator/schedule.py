@@ -21,7 +21,9 @@ from aggregator.settings import Settings
 JITTER = 0.1
 
 
-def next_delay(settings: Settings, feed_interval: float | None, *, rng: random.Random | None = None) -> float:
+def next_delay(
+    settings: Settings, feed_interval: float | None, *, rng: random.Random | None = None
+) -> float:
     """Seconds until the next poll of a healthy feed: its interval, jittered, within bounds."""
     base = feed_interval or settings.poll_interval
     jittered = base * (rng or random).uniform(1 - JITTER, 1 + JITTER)
@@ -37,8 +39,10 @@ def backoff_delay(
     rng: random.Random | None = None,
 ) -> float:
     """Seconds until retrying a feed that failed ``failures`` times in a row."""
-    base = min(max(feed_interval or settings.poll_interval, settings.min_interval), settings.max_interval)
-    delay = min(base * 2 ** max(failures - 1, 0), settings.max_backoff)
+    base = min(
+        max(feed_interval or settings.poll_interval, settings.min_interval), settings.max_interval
+    )
+    delay: float = min(base * 2 ** max(failures - 1, 0), settings.max_backoff)
     delay *= (rng or random).uniform(1, 1 + JITTER)
     if retry_after is not None:
         delay = max(delay, min(retry_after, settings.max_backoff))
@@ -125,18 +129,27 @@ RETURNING error_count
 
 
 async def record_success(
-    pool: asyncpg.Pool, settings: Settings, feed_id: int, interval: float | None,
-    *, title: str | None = None, site_url: str | None = None,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    feed_id: int,
+    interval: float | None,
+    *,
+    title: str | None = None,
+    site_url: str | None = None,
 ) -> None:
     """A poll whose articles went to the store queue; validators advance there."""
-    await pool.execute(
-        _RECORD_SUCCESS, feed_id, next_delay(settings, interval), title, site_url
-    )
+    await pool.execute(_RECORD_SUCCESS, feed_id, next_delay(settings, interval), title, site_url)
 
 
 async def record_unchanged(
-    pool: asyncpg.Pool, settings: Settings, feed_id: int, interval: float | None,
-    *, etag: str | None = None, last_modified: str | None = None, body_hash: str | None = None,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    feed_id: int,
+    interval: float | None,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    body_hash: str | None = None,
 ) -> None:
     """A poll with nothing to store: safe to advance validators here."""
     await pool.execute(
@@ -145,8 +158,12 @@ async def record_unchanged(
 
 
 async def record_failure(
-    pool: asyncpg.Pool, settings: Settings, feed_id: int, interval: float | None,
-    error: FeedError, failures_before: int,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    feed_id: int,
+    interval: float | None,
+    error: FeedError,
+    failures_before: int,
 ) -> None:
     retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
     delay = backoff_delay(settings, interval, failures_before + 1, retry_after=retry_after)

@@ -26,7 +26,9 @@ class ServiceURLs:
 
 
 @asynccontextmanager
-async def services(settings: Settings, *, data_dir: Path | None = None) -> AsyncIterator[ServiceURLs]:
+async def services(
+    settings: Settings, *, data_dir: Path | None = None
+) -> AsyncIterator[ServiceURLs]:
     if settings.database_url and settings.redis_url:
         yield ServiceURLs(settings.database_url, settings.redis_url)
         return

@@ -25,7 +25,9 @@ def default_data_dir() -> Path:
     """``/var/lib/aggregator`` for root, else the XDG data folder (see ``aggregator.embedded``)."""
     if os.geteuid() == 0:
         return Path("/var/lib/aggregator")
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
     return Path(base) / "aggregator"
 
 

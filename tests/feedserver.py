@@ -34,7 +34,9 @@ class FeedServer:
     base_url: str = ""
     _runner: web.AppRunner | None = None
 
-    def add(self, path: str, body: bytes, content_type: str = "application/rss+xml", **kw: object) -> str:
+    def add(
+        self, path: str, body: bytes, content_type: str = "application/rss+xml", **kw: object
+    ) -> str:
         self.routes[path] = Served(body, content_type, **kw)  # type: ignore[arg-type]
         return self.url(path)
 

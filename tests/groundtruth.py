@@ -24,7 +24,9 @@ from tests.feedserver import FeedServer
 HERE = Path(__file__).resolve().parent
 OWN_CORPUS = HERE / "corpus"
 SHARED_FIXTURES = Path(
-    os.environ.get("AGGREGATOR_SHARED_FIXTURES", HERE.parent.parent / "shared" / "fixtures" / "feeds")
+    os.environ.get(
+        "AGGREGATOR_SHARED_FIXTURES", HERE.parent.parent / "shared" / "fixtures" / "feeds"
+    )
 )
 
 
@@ -64,7 +66,9 @@ class Corpus:
         """Add every served feed; return feed file -> feed id."""
         ids = {}
         for feed in self.feeds:
-            spec = feeds.FeedSpec(url=urls[feed["file"]], region="test", language=feed.get("language"))
+            spec = feeds.FeedSpec(
+                url=urls[feed["file"]], region="test", language=feed.get("language")
+            )
             row, _ = await feeds.add(conn, spec)
             ids[feed["file"]] = row.id
         return ids

@@ -29,7 +29,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 def spawn(args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start a child whose stdout and stderr go to one temporary file (see ``output``)."""
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by output())
     process = subprocess.Popen(list(args), env=env, stdout=log, stderr=subprocess.STDOUT)
     _logs[process.pid] = log
     return process

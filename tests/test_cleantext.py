@@ -32,8 +32,10 @@ def test_seed_republications_keep_the_story_and_drop_the_boilerplate() -> None:
         if not items:
             continue
         _, articles = articles_from_document(
-            (corpus.root / feed["file"]).read_bytes(), url=feed["feed_url"],
-            content_type=feed["content_type"], feed=FeedContext(url=feed["feed_url"]),
+            (corpus.root / feed["file"]).read_bytes(),
+            url=feed["feed_url"],
+            content_type=feed["content_type"],
+            feed=FeedContext(url=feed["feed_url"]),
             now=datetime.now(UTC),
         )
         for item in items:
@@ -58,8 +60,10 @@ def test_every_body_hash_matches_the_ground_truth(root) -> None:  # type: ignore
     corpus = Corpus.load(root)
     for feed in corpus.feeds:
         _, articles = articles_from_document(
-            (corpus.root / feed["file"]).read_bytes(), url=feed["feed_url"],
-            content_type=feed["content_type"], feed=FeedContext(url=feed["feed_url"]),
+            (corpus.root / feed["file"]).read_bytes(),
+            url=feed["feed_url"],
+            content_type=feed["content_type"],
+            feed=FeedContext(url=feed["feed_url"]),
             now=datetime.now(UTC),
         )
         items = [i for i in corpus.items if i["feed"] == feed["file"]]
@@ -72,7 +76,9 @@ def test_every_body_hash_matches_the_ground_truth(root) -> None:  # type: ignore
 
 
 def test_teaser_with_label_byline_and_trailing_blocks_are_dropped() -> None:
-    lead = "BEIRUT (AP) — The central bank said on Monday that reserves had fallen for a third month."
+    lead = (
+        "BEIRUT (AP) — The central bank said on Monday that reserves had fallen for a third month."
+    )
     html = f"""
       <p class="kicker">Economy</p>
       <p>AP: {lead[14:]}</p>

@@ -14,10 +14,16 @@ from aggregator.settings import Settings
 from tests import processes
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "aggregator", *args],
-        env=env, capture_output=True, text=True, timeout=120, cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
     )
 
 
@@ -41,7 +47,9 @@ def test_bad_setting_is_one_line_naming_it(
     result = run_cli(["status"], env | {name: value})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (
+        result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -66,14 +74,19 @@ async def test_migrate_twice_is_a_no_op(env: dict[str, str], database_url: str) 
     assert "schema is up to date" in second.stdout
     conn = await asyncpg.connect(database_url)
     try:
-        versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+        versions = [
+            r["version"]
+            for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")
+        ]
     finally:
         await conn.close()
     assert versions == [m.version for m in migrations.available()]
 
 
 def test_feeds_add_list_remove(env: dict[str, str]) -> None:
-    added = run_cli(["feeds", "add", "https://news.example/rss", "--region", "gulf", "--language", "ar"], env)
+    added = run_cli(
+        ["feeds", "add", "https://news.example/rss", "--region", "gulf", "--language", "ar"], env
+    )
     assert added.returncode == 0 and "added feed 1" in added.stdout
     again = run_cli(["feeds", "add", "https://news.example/rss", "--interval", "120"], env)
     assert "updated feed 1" in again.stdout
@@ -85,7 +98,9 @@ def test_feeds_add_list_remove(env: dict[str, str]) -> None:
     assert missing.returncode == 1 and missing.stderr.startswith("error: no feed")
 
 
-@pytest.mark.parametrize("url", ["ftp://x.example/feed", "javascript:alert(1)", "not a url", "http://"])
+@pytest.mark.parametrize(
+    "url", ["ftp://x.example/feed", "javascript:alert(1)", "not a url", "http://"]
+)
 def test_feeds_add_refuses_bad_urls(env: dict[str, str], url: str) -> None:
     result = run_cli(["feeds", "add", url], env)
     assert result.returncode == 1 and "invalid feed URL" in result.stderr
@@ -117,7 +132,11 @@ def test_import_toml_and_opml_then_export_round_trips(env: dict[str, str], tmp_p
     from aggregator.feeds import parse_opml
 
     specs = {s.url: s for s in parse_opml(out.read_bytes())}
-    assert set(specs) == {"https://a.example/rss", "https://b.example/atom", "https://c.example/rss"}
+    assert set(specs) == {
+        "https://a.example/rss",
+        "https://b.example/atom",
+        "https://c.example/rss",
+    }
     assert specs["https://b.example/atom"].language == "fa"
     assert specs["https://b.example/atom"].interval == 600
     assert specs["https://c.example/rss"].region == "turkey"

@@ -42,8 +42,13 @@ def no_service_env(data_dir: Path, **extra: str) -> dict[str, str]:
 async def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the CLI without blocking the event loop (the feed server lives on it)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "aggregator", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "aggregator",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 180)
     assert process.returncode is not None
@@ -66,18 +71,18 @@ async def test_run_once_without_urls_uses_embedded_servers_and_keeps_data(
     urls = corpus.serve(feed_server)
     env = no_service_env(data_dir, AGGREGATOR_ALLOW_PRIVATE_NETWORKS="true")
     for url in list(urls.values())[:4]:
-        added = (await cli(["feeds", "add", url], env))
+        added = await cli(["feeds", "add", url], env)
         assert added.returncode == 0, added.stderr
     assert "using embedded PostgreSQL and Redis" in added.stderr
 
-    first = (await cli(["run", "--once"], env))
+    first = await cli(["run", "--once"], env)
     assert first.returncode == 0, first.stderr
     assert "feeds ok: 4, failed: 0" in first.stdout
     stored = await count_articles(data_dir)
     assert stored > 0
     assert f"articles new: {stored}," in first.stdout
 
-    second = (await cli(["run", "--once"], env))  # a new process: same data, nothing new
+    second = await cli(["run", "--once"], env)  # a new process: same data, nothing new
     assert second.returncode == 0, second.stderr
     assert "articles new: 0," in second.stdout
     assert "4 ok" in (await cli(["status"], env)).stdout
@@ -92,7 +97,7 @@ async def test_private_parent_folder_is_refused_not_opened(tmp_path: Path) -> No
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
     mode_before = private.stat().st_mode
-    result = (await cli(["status"], no_service_env(private / "data")))
+    result = await cli(["status"], no_service_env(private / "data"))
     assert result.returncode == 1
     assert "cannot enter" in result.stderr and result.stderr.count("\n") == 1
     assert private.stat().st_mode == mode_before
@@ -116,7 +121,9 @@ async def test_demo_prints_what_it_stored(data_dir: Path) -> None:
                 "SELECT f.title, count(*) AS items FROM feeds f "
                 "JOIN article_sources s ON s.feed_id = f.id GROUP BY f.id"
             )
-            languages = {r["language"] for r in await conn.fetch("SELECT DISTINCT language FROM articles")}
+            languages = {
+                r["language"] for r in await conn.fetch("SELECT DISTINCT language FROM articles")
+            }
         finally:
             await conn.close()
     assert (articles, sightings) == (39, 46)
@@ -128,6 +135,7 @@ async def test_demo_prints_what_it_stored(data_dir: Path) -> None:
     # A second demo starts fresh and prints the same.
     again = await cli(["demo"], no_service_env(data_dir))
     assert "stored as 39 articles" in again.stdout
-    shown = await cli(["psql", "-Atc", "SELECT count(*) FROM articles"],
-                      no_service_env(data_dir / "demo"))
+    shown = await cli(
+        ["psql", "-Atc", "SELECT count(*) FROM articles"], no_service_env(data_dir / "demo")
+    )
     assert shown.stdout.strip() == "39", shown.stderr

@@ -48,7 +48,9 @@ async def test_worker_killed_mid_store_converges_to_the_same_rows(
     try:
         polls = daemon.Workers(runtime, queues=(queue.POLL_QUEUE,))
         polls.start()
-        await daemon.schedule_pass(runtime, await schedule.lease_all(runtime.pool, runtime.settings))
+        await daemon.schedule_pass(
+            runtime, await schedule.lease_all(runtime.pool, runtime.settings)
+        )
         await daemon.wait_drained(runtime, timeout=60, queues=(queue.POLL_QUEUE,))
         await polls.stop()
 
@@ -79,6 +81,7 @@ async def test_worker_killed_mid_store_converges_to_the_same_rows(
 
     second = processes.arq_worker("workers.store.WorkerSettings", env)
     try:
+
         async def store_queue_drained() -> bool:
             return await queue.depth(runtime.redis, queue.STORE_QUEUE) == 0
 
@@ -108,15 +111,14 @@ async def test_daemon_stops_cleanly_on_sigterm(
         await corpus.register(conn, urls)
     proc = processes.aggregator(["run"], processes.service_env(settings))
     try:
+
         async def all_feeds_polled() -> bool:
             return not await runtime.pool.fetchval(
                 "SELECT count(*) FROM feeds WHERE last_success_at IS NULL"
             )
 
         await eventually(all_feeds_polled, 60, "the daemon to poll every feed")
-        await eventually(
-            lambda: _queues_empty(runtime), 30, "the daemon to store every batch"
-        )
+        await eventually(lambda: _queues_empty(runtime), 30, "the daemon to store every batch")
         proc.send_signal(signal.SIGTERM)
         assert await processes.wait_exit(proc, 30) == 0
     finally:

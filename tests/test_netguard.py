@@ -12,15 +12,19 @@ from tests.netguard import NetworkGuardError
 
 @pytest.mark.parametrize("address", [("192.0.2.1", 80), ("10.0.0.1", 443), ("8.8.8.8", 53)])
 def test_guard_refuses_non_loopback_sockets(address: tuple[str, int]) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        with pytest.raises(NetworkGuardError):
-            sock.connect(address)
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock,
+        pytest.raises(NetworkGuardError),
+    ):
+        sock.connect(address)
 
 
 def test_guard_refuses_ipv6_beyond_loopback() -> None:
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-        with pytest.raises(NetworkGuardError):
-            sock.connect(("2001:db8::1", 80, 0, 0))
+    with (
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock,
+        pytest.raises(NetworkGuardError),
+    ):
+        sock.connect(("2001:db8::1", 80, 0, 0))
 
 
 async def test_guard_stops_aiohttp_too() -> None:

@@ -80,8 +80,11 @@ def test_feed_with_nul_bytes_and_script_titles_yields_safe_articles() -> None:
         b"</channel></rss>"
     )
     _, articles = articles_from_document(
-        feed, url="https://x.example/rss", content_type="application/rss+xml",
-        feed=FeedContext(url="https://x.example/rss"), now=NOW,
+        feed,
+        url="https://x.example/rss",
+        content_type="application/rss+xml",
+        feed=FeedContext(url="https://x.example/rss"),
+        now=NOW,
     )
     (article,) = articles
     assert "<script" not in article.title and "alert" not in article.title

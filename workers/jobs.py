@@ -17,7 +17,8 @@ from arq import Retry, func
 from arq.worker import Function
 
 from aggregator import queue
-from aggregator.refresh import refresh_feed, store_articles as store
+from aggregator.refresh import refresh_feed
+from aggregator.refresh import store_articles as store
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.settings import Settings, load_settings
 from aggregator.store import StoreBatch
@@ -39,7 +40,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 def _retry(ctx: dict[str, Any], exc: BaseException) -> Retry:
     delay = min(2 ** ctx.get("job_try", 1), 60)
-    log.warning("job %s: %s: %s; retrying in %ds", ctx.get("job_id"), type(exc).__name__, exc, delay)
+    log.warning(
+        "job %s: %s: %s; retrying in %ds", ctx.get("job_id"), type(exc).__name__, exc, delay
+    )
     return Retry(defer=delay)
 
 

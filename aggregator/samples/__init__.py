@@ -1,1 +1,3 @@
-"""Sample regional feeds for `aggregator demo`, written for this project; fictional outlets on *.example."""
+"""Sample regional feeds for `aggregator demo`, written for this project.
+
+Fictional outlets on *.example domains."""
