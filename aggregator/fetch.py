@@ -46,6 +46,10 @@ class FetchResult:
     content_type: str | None
     etag: str | None
     last_modified: str | None
+    # The final URL when every redirect on the way was permanent (301/308), else None.
+    moved_to: str | None = None
+    cache_control: str | None = None
+    expires: str | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -185,6 +189,9 @@ class Fetcher:
 
     @staticmethod
     def _result(response: aiohttp.ClientResponse, body: bytes | None) -> FetchResult:
+        permanent = bool(response.history) and all(
+            r.status in (301, 308) for r in response.history
+        )
         return FetchResult(
             url=str(response.url),
             status=response.status,
@@ -192,6 +199,9 @@ class Fetcher:
             content_type=response.headers.get("Content-Type"),
             etag=response.headers.get("ETag"),
             last_modified=response.headers.get("Last-Modified"),
+            moved_to=str(response.url) if permanent else None,
+            cache_control=response.headers.get("Cache-Control"),
+            expires=response.headers.get("Expires"),
         )
 
 
