@@ -218,6 +218,15 @@ async def feeds_remove(url_or_id: str) -> None:
     click.echo(f"removed feed {feed.id}: {feed.url}")
 
 
+@feeds_group.command(name="enable")
+@click.argument("url_or_id")
+@command
+async def feeds_enable(url_or_id: str) -> None:
+    """Re-enable a feed that was disabled after repeated failures (or HTTP 410)."""
+    feed = await _with_connection(_settings(), lambda c: feeds.enable(c, url_or_id))
+    click.echo(f"enabled feed {feed.id}: {feed.url}; it is due now")
+
+
 @feeds_group.command(name="import")
 @click.argument("path", type=click.Path(path_type=Path))
 @command

@@ -78,7 +78,7 @@ async def schedule_pass(rt: Runtime, leases: list[schedule.Lease]) -> int:
     queued = 0
     for lease in leases:
         due_ms = int(lease.due_at.timestamp() * 1000)
-        queued += await queue.enqueue_poll(rt.redis, lease.feed_id, due_ms)
+        queued += await queue.enqueue_poll(rt.redis, lease.feed_id, due_ms, lease.token)
     return queued
 
 

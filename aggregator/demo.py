@@ -99,6 +99,9 @@ async def run_demo(settings: Settings, echo: Echo) -> dict[str, Any]:
             "redis_url": None,
             "allow_private_networks": True,
             "min_interval": 1,
+            # Every sample feed is on 127.0.0.1: one host, and it is ours.
+            "host_rate": 100.0,
+            "host_concurrency": 8,
         }
     )
     runner, base_url = await serve_samples(samples)

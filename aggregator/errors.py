@@ -29,14 +29,24 @@ class FeedNotFoundError(AggregatorError, LookupError):
 
 
 class FeedError(AggregatorError):
-    """Fetching or parsing one feed failed; recorded on the feed's row."""
+    """Fetching or parsing one feed failed; recorded on the feed's row.
+
+    The message often quotes the feed (a status reason, a parser complaint), so
+    it is made one bounded line without control characters before it is kept."""
 
     kind = "error"
+    MAX_MESSAGE_CHARS = 500
 
     def __init__(self, message: str, *, kind: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(_one_line(message, self.MAX_MESSAGE_CHARS))
         if kind is not None:
             self.kind = kind
+
+
+def _one_line(text: str, limit: int) -> str:
+    """Whitespace and control characters collapsed to single spaces, then bounded."""
+    printable = "".join(c if c.isprintable() else " " for c in text)
+    return " ".join(printable.split())[:limit]
 
 
 class FetchError(FeedError):
@@ -49,6 +59,24 @@ class BlockedAddressError(FetchError):
     """The feed's host resolved to an address the settings do not allow."""
 
     kind = "blocked_address"
+
+
+class FetchTimeoutError(FetchError):
+    """Connecting, a silence between bytes, or the whole fetch took too long."""
+
+    kind = "timeout"
+
+
+class BodyTooLargeError(FetchError):
+    """The body, counted after decompression, is larger than ``max_body_bytes``."""
+
+    kind = "too_large"
+
+
+class TooManyRedirectsError(FetchError):
+    """More redirects than ``max_redirects`` (a loop, or a chain too long)."""
+
+    kind = "redirects"
 
 
 class HTTPStatusError(FetchError):
@@ -74,3 +102,9 @@ class ParseError(FeedError):
     """The body is not a feed we can read."""
 
     kind = "parse"
+
+
+class NotAFeedError(ParseError):
+    """The body is something else: an HTML page, an empty answer, JSON that is not a feed."""
+
+    kind = "not_a_feed"

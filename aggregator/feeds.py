@@ -59,6 +59,10 @@ class Feed:
     last_error: str | None
     last_error_kind: str | None
     disabled: bool
+    disabled_reason: str | None = None
+    update_interval: float | None = None
+    failing_since: datetime | None = None
+    moved_to: str | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Feed:
@@ -108,19 +112,30 @@ async def list_all(conn: asyncpg.Connection) -> list[Feed]:
     return [Feed.from_row(r) for r in rows]
 
 
-async def remove(conn: asyncpg.Connection, url_or_id: str) -> Feed:
-    """Delete a feed and its sightings; its articles stay."""
-    if url_or_id.isdigit():
-        row = await conn.fetchrow(
-            f"DELETE FROM feeds WHERE id = $1 RETURNING {_COLUMNS}", int(url_or_id)
-        )
-    else:
-        row = await conn.fetchrow(
-            f"DELETE FROM feeds WHERE url = $1 RETURNING {_COLUMNS}", url_or_id
-        )
+async def _one(conn: asyncpg.Connection, statement: str, url_or_id: str) -> Feed:
+    """Run a statement that targets one feed by id (digits) or URL, returning its row."""
+    column, key = ("id", int(url_or_id)) if url_or_id.isdigit() else ("url", url_or_id)
+    row = await conn.fetchrow(statement.format(where=f"{column} = $1", columns=_COLUMNS), key)
     if row is None:
         raise FeedNotFoundError(f"no feed {url_or_id!r}")
     return Feed.from_row(row)
+
+
+async def remove(conn: asyncpg.Connection, url_or_id: str) -> Feed:
+    """Delete a feed and its sightings; its articles stay."""
+    return await _one(conn, "DELETE FROM feeds WHERE {where} RETURNING {columns}", url_or_id)
+
+
+_ENABLE = """
+UPDATE feeds SET disabled = false, disabled_reason = NULL, disabled_at = NULL,
+    error_count = 0, failing_since = NULL, next_poll_at = now(), lease_token = NULL
+WHERE {where} RETURNING {columns}
+"""
+
+
+async def enable(conn: asyncpg.Connection, url_or_id: str) -> Feed:
+    """Bring a disabled feed back: its failure streak is forgotten and it is due now."""
+    return await _one(conn, _ENABLE, url_or_id)
 
 
 # --- feed list files --------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 The address policy is enforced on the socket actually connected to (aiohttp's
 ``socket_factory`` sees every resolved address, redirects included), so a
 host name that resolves to a private address is refused however it was
-reached. The body is streamed and counted after decompression, so a gzip
-bomb stops at the cap.
+reached: there is no earlier lookup for DNS rebinding to fool. The body is
+streamed and counted after decompression (aiohttp inflates in bounded steps),
+so a gzip bomb stops at the cap. Connect, silence between bytes and the whole
+fetch are each time-bounded, so a server that trickles bytes is cut off by the
+total. Only http and https, redirects included.
 """
 
 from __future__ import annotations
@@ -15,17 +18,22 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 import yarl
+from aiohttp.abc import AbstractResolver
 
 from aggregator.errors import (
     BlockedAddressError,
+    BodyTooLargeError,
     FetchError,
+    FetchTimeoutError,
     HTTPStatusError,
     InvalidFeedURLError,
+    TooManyRedirectsError,
 )
 from aggregator.settings import Settings
 
@@ -34,6 +42,7 @@ ACCEPT = (
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
 _BLOCKED_MESSAGE = "refused: not a public address"
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # a NAT64 gateway would reach the IPv4 inside
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,20 +69,36 @@ class AddressBlocked(OSError):
     """Raised inside the socket factory; surfaces as ``BlockedAddressError``."""
 
 
+AddressPolicy = Callable[[str], bool]
+
+
 def is_public_address(address: str) -> bool:
-    """True for globally routable unicast addresses only."""
+    """True for globally routable unicast addresses only.
+
+    Loopback, private, link-local (169.254.0.0/16, the cloud metadata service),
+    shared, multicast, reserved, unspecified (0.0.0.0, ::) and documentation
+    ranges are not; an IPv4-mapped or 6to4/Teredo-wrapped IPv4 address is
+    judged by the IPv4 address inside it."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and not is_public_address(str(embedded)):
+            return False
     return ip.is_global and not ip.is_multicast
 
 
-def guarded_socket(addr_info: Any) -> socket.socket:
-    """aiohttp socket factory: refuse loopback, private, link-local and reserved peers."""
-    family, type_, proto, _, sockaddr = addr_info
-    if family in (socket.AF_INET, socket.AF_INET6) and not is_public_address(sockaddr[0]):
-        raise AddressBlocked(errno.EACCES, f"{_BLOCKED_MESSAGE} ({sockaddr[0]})")
-    return socket.socket(family=family, type=type_, proto=proto)
+def guarded_socket_factory(allowed: AddressPolicy) -> Callable[[Any], socket.socket]:
+    """An aiohttp socket factory that refuses peers ``allowed`` rejects, before connecting."""
+
+    def guarded_socket(addr_info: Any) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        if family in (socket.AF_INET, socket.AF_INET6) and not allowed(sockaddr[0]):
+            raise AddressBlocked(errno.EACCES, f"{_BLOCKED_MESSAGE} ({sockaddr[0]})")
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    return guarded_socket
 
 
 def check_url(url: str) -> str:
@@ -90,10 +115,24 @@ def check_url(url: str) -> str:
 
 
 class Fetcher:
-    """One aiohttp session shared by every fetch of a worker process."""
+    """One aiohttp session shared by every fetch of a worker process.
 
-    def __init__(self, settings: Settings) -> None:
+    ``resolver`` and ``allow_address`` are seams for tests, not settings: a
+    resolver that maps test host names to chosen addresses, and the address
+    policy to use instead of the one ``allow_private_networks`` selects."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        resolver: AbstractResolver | None = None,
+        allow_address: AddressPolicy | None = None,
+    ) -> None:
         self._settings = settings
+        self._resolver = resolver
+        if allow_address is None and not settings.allow_private_networks:
+            allow_address = is_public_address
+        self._allow_address = allow_address
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Fetcher:
@@ -101,16 +140,20 @@ class Fetcher:
         connector = aiohttp.TCPConnector(
             limit=settings.poll_concurrency * 2,
             ttl_dns_cache=60,
-            socket_factory=None if settings.allow_private_networks else guarded_socket,
+            resolver=self._resolver,
+            socket_factory=(
+                guarded_socket_factory(self._allow_address) if self._allow_address else None
+            ),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(
                 total=settings.fetch_timeout,
                 connect=settings.connect_timeout,
+                sock_connect=settings.connect_timeout,
                 sock_read=settings.read_timeout,
             ),
-            headers={"User-Agent": settings.user_agent, "Accept": ACCEPT},
+            headers={"User-Agent": settings.http_user_agent, "Accept": ACCEPT},
             max_line_size=16 * 1024,
             max_field_size=16 * 1024,
         )
@@ -154,13 +197,17 @@ class Fetcher:
         except FetchError:
             raise
         except aiohttp.TooManyRedirects as exc:
+            raise TooManyRedirectsError(
+                f"more than {self._settings.max_redirects} redirects"
+            ) from exc
+        except aiohttp.NonHttpUrlRedirectClientError as exc:
             raise FetchError(
-                f"more than {self._settings.max_redirects} redirects", kind="redirects"
+                f"redirected to a non-http(s) URL: {str(exc)[:200]}", kind="invalid_url"
             ) from exc
         except aiohttp.ClientConnectorDNSError as exc:
             raise FetchError(f"DNS lookup failed for {exc.host}", kind="dns") from exc
         except aiohttp.ClientConnectorError as exc:
-            if _BLOCKED_MESSAGE in str(exc.os_error):
+            if isinstance(exc.os_error, AddressBlocked) or _BLOCKED_MESSAGE in str(exc.os_error):
                 raise BlockedAddressError(
                     f"{exc.host} resolves to a non-public address; "
                     "set AGGREGATOR_ALLOW_PRIVATE_NETWORKS=true to allow it"
@@ -170,7 +217,7 @@ class Fetcher:
                 kind="connection",
             ) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise FetchError("timed out", kind="timeout") from exc
+            raise FetchTimeoutError(f"timed out ({_which_timeout(exc)})") from exc
         except aiohttp.InvalidURL as exc:
             raise FetchError(f"invalid URL: {exc}", kind="invalid_url") from exc
         except (aiohttp.ClientError, UnicodeError, ValueError) as exc:
@@ -178,20 +225,22 @@ class Fetcher:
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         cap = self._settings.max_body_bytes
+        declared = response.content_length  # of the encoded body: never more than decoded
+        if declared is not None and declared > cap:
+            raise BodyTooLargeError(f"body larger than {cap} bytes ({declared} declared)")
         chunks: list[bytes] = []
         size = 0
+        # Decoded bytes: aiohttp inflates gzip/deflate/br in bounded steps as we read.
         async for chunk in response.content.iter_chunked(64 * 1024):
             size += len(chunk)
             if size > cap:
-                raise FetchError(f"body larger than {cap} bytes", kind="too_large")
+                raise BodyTooLargeError(f"body larger than {cap} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
     @staticmethod
     def _result(response: aiohttp.ClientResponse, body: bytes | None) -> FetchResult:
-        permanent = bool(response.history) and all(
-            r.status in (301, 308) for r in response.history
-        )
+        permanent = bool(response.history) and all(r.status in (301, 308) for r in response.history)
         return FetchResult(
             url=str(response.url),
             status=response.status,
@@ -203,6 +252,14 @@ class Fetcher:
             cache_control=response.headers.get("Cache-Control"),
             expires=response.headers.get("Expires"),
         )
+
+
+def _which_timeout(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connecting"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return "no data received for too long"
+    return "the whole fetch took too long"
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -221,4 +278,12 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-__all__ = ["FetchResult", "Fetcher", "check_url", "is_public_address", "retry_after_seconds"]
+__all__ = [
+    "AddressPolicy",
+    "FetchResult",
+    "Fetcher",
+    "check_url",
+    "guarded_socket_factory",
+    "is_public_address",
+    "retry_after_seconds",
+]

@@ -268,6 +268,9 @@ class DocumentInfo(BaseModel):
     site_url: str | None
     warning: str | None
     entries: int
+    ttl: str | None = None
+    update_period: str | None = None
+    update_frequency: str | None = None
 
 
 def articles_from_document(
@@ -280,5 +283,8 @@ def articles_from_document(
         site_url=safe_url(parsed.site_url, base=url),
         warning=parsed.warning[:500] if parsed.warning else None,
         entries=len(parsed.entries),
+        ttl=parsed.ttl,
+        update_period=parsed.update_period,
+        update_frequency=parsed.update_frequency,
     )
     return info, normalize_feed(parsed, feed, now=now)

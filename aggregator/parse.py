@@ -56,6 +56,10 @@ class ParsedFeed:
     language: str | None = None
     entries: list[Entry] = field(default_factory=list)
     warning: str | None = None
+    # Publisher hints on how often to poll: RSS <ttl> (minutes), sy:updatePeriod/Frequency.
+    ttl: str | None = None
+    update_period: str | None = None
+    update_frequency: str | None = None
 
 
 def parse_feed(body: bytes, *, url: str, content_type: str | None = None) -> ParsedFeed:
@@ -95,6 +99,9 @@ def _parse_xml_feed(body: bytes, *, url: str, content_type: str | None) -> Parse
         language=feed.get("language"),
         entries=[_entry_from_feedparser(e) for e in parsed.entries],
         warning=warning,
+        ttl=_text_of(feed, "ttl"),
+        update_period=_text_of(feed, "sy_updateperiod"),
+        update_frequency=_text_of(feed, "sy_updatefrequency"),
     )
 
 

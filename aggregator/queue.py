@@ -55,10 +55,14 @@ def store_job_id(feed_id: int, body_hash: str) -> str:
     return f"store:{feed_id}:{body_hash}"
 
 
-async def enqueue_poll(redis: ArqRedis, feed_id: int, due_epoch_ms: int) -> bool:
+async def enqueue_poll(redis: ArqRedis, feed_id: int, due_epoch_ms: int, lease_token: str) -> bool:
     """Queue one poll of a feed for one due time; False if it is already queued."""
     job = await redis.enqueue_job(
-        POLL_JOB, feed_id, _job_id=poll_job_id(feed_id, due_epoch_ms), _queue_name=POLL_QUEUE
+        POLL_JOB,
+        feed_id,
+        lease_token,
+        _job_id=poll_job_id(feed_id, due_epoch_ms),
+        _queue_name=POLL_QUEUE,
     )
     return job is not None
 

@@ -13,9 +13,11 @@ import logging
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from aggregator import feeds, queue, schedule
-from aggregator.errors import FeedError
+from aggregator import queue, schedule
+from aggregator.errors import FeedError, HTTPStatusError
+from aggregator.feeds import Feed
 from aggregator.normalize import FeedContext
+from aggregator.politeness import HostBusyError
 from aggregator.runtime import Runtime
 from aggregator.store import StoreBatch, StoreResult, Validators, store_batch
 
@@ -28,21 +30,25 @@ class Outcome(StrEnum):
     NOT_MODIFIED = "not_modified"  # 304
     UNCHANGED = "unchanged"  # byte-identical body
     FAILED = "failed"
-    SKIPPED = "skipped"  # removed or disabled since it was queued
+    DEFERRED = "deferred"  # its host was busy; due again shortly
+    SKIPPED = "skipped"  # a stale job: polled, re-leased, removed or disabled since
 
 
-async def refresh_feed(rt: Runtime, feed_id: int) -> Outcome:
-    feed = await feeds.get(rt.pool, feed_id)
-    if feed is None or feed.disabled:
-        return Outcome.SKIPPED
-    interval = feed.poll_interval
-    now = datetime.now(UTC)
+async def refresh_feed(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
+    feed = await schedule.claim(rt.pool, rt.settings, feed_id, lease_token)
+    if feed is None:
+        return Outcome.SKIPPED  # stale job: already polled, re-leased, removed or disabled
+    settings, now = rt.settings, datetime.now(UTC)
+    interval = feed.poll_interval or feed.update_interval or settings.poll_interval
     try:
-        response = await rt.fetcher.fetch(
-            feed.url, etag=feed.etag, last_modified=feed.last_modified
-        )
+        async with rt.hosts.slot(feed.url):
+            response = await rt.fetcher.fetch(
+                feed.url, etag=feed.etag, last_modified=feed.last_modified
+            )
+        if await schedule.record_redirect(rt.pool, settings, feed, response.moved_to):
+            log.warning("feed %d moved permanently: %s -> %s", feed.id, feed.url, response.moved_to)
         if response.not_modified or response.body is None:
-            await schedule.record_unchanged(rt.pool, rt.settings, feed.id, interval)
+            await schedule.record_unchanged(rt.pool, settings, feed, interval)
             return Outcome.NOT_MODIFIED
         body_hash = hashlib.sha256(response.body).hexdigest()
         validators = Validators(
@@ -50,7 +56,7 @@ async def refresh_feed(rt: Runtime, feed_id: int) -> Outcome:
         )
         if body_hash == feed.last_body_hash:
             await schedule.record_unchanged(
-                rt.pool, rt.settings, feed.id, interval, **validators.model_dump()
+                rt.pool, settings, feed, interval, **validators.model_dump()
             )
             return Outcome.UNCHANGED
         document, articles = await rt.parse(
@@ -60,23 +66,34 @@ async def refresh_feed(rt: Runtime, feed_id: int) -> Outcome:
             feed=FeedContext(url=response.url, language=feed.language, region=feed.region),
             now=now,
         )
+    except HostBusyError:
+        await schedule.record_deferred(rt.pool, feed, settings.scheduler_tick * 2)
+        return Outcome.DEFERRED
     except FeedError as error:
-        await schedule.record_failure(
-            rt.pool, rt.settings, feed.id, interval, error, feed.error_count
-        )
-        log_failure = log.warning if feed.error_count == 0 else log.info
-        log_failure("feed %d %s failed (%s): %s", feed.id, feed.url, error.kind, error)
-        return Outcome.FAILED
+        return await _failed(rt, feed, error, now)
     if document.warning:
         log.info(
             "feed %d %s: recovered from malformed XML: %s", feed.id, feed.url, document.warning
         )
 
+    interval = schedule.poll_interval(
+        settings,
+        override=feed.poll_interval,
+        hints=schedule.hints_from(
+            ttl=document.ttl,
+            update_period=document.update_period,
+            update_frequency=document.update_frequency,
+            cache_control=response.cache_control,
+            expires=response.expires,
+            now=now,
+        ),
+        observed=schedule.observed_interval([a.published_at for a in articles]),
+    )
     unseen = await rt.seen.unseen(feed.id, [a.content_hash for a in articles])
     fresh = [a for a in articles if a.content_hash in unseen]
     if not fresh:
         await schedule.record_unchanged(
-            rt.pool, rt.settings, feed.id, interval, **validators.model_dump()
+            rt.pool, settings, feed, interval, **validators.model_dump()
         )
         return Outcome.NOTHING_NEW
     batch = StoreBatch(
@@ -84,10 +101,30 @@ async def refresh_feed(rt: Runtime, feed_id: int) -> Outcome:
     )
     await queue.enqueue_store(rt.redis, batch.model_dump(mode="json"))
     await schedule.record_success(
-        rt.pool, rt.settings, feed.id, interval, title=document.title, site_url=document.site_url
+        rt.pool, settings, feed, interval, title=document.title, site_url=document.site_url
     )
     log.debug("feed %d %s: %d of %d articles queued", feed.id, feed.url, len(fresh), len(articles))
     return Outcome.QUEUED
+
+
+async def _failed(rt: Runtime, feed: Feed, error: FeedError, now: datetime) -> Outcome:
+    if isinstance(error, HTTPStatusError) and error.status in (429, 503):
+        await rt.hosts.penalize(feed.url)
+    disabled = await schedule.record_failure(rt.pool, rt.settings, feed, error, now=now)
+    if disabled:
+        log.warning("feed %d %s disabled: %s", feed.id, feed.url, disabled)
+    elif feed.error_count == 0:  # a failing feed is a warning once, then quieter
+        log.warning("feed %d %s failed (%s): %s", feed.id, feed.url, error.kind, error)
+    else:
+        log.info(
+            "feed %d %s failed again (%s, %d in a row): %s",
+            feed.id,
+            feed.url,
+            error.kind,
+            feed.error_count + 1,
+            error,
+        )
+    return Outcome.FAILED
 
 
 async def store_articles(rt: Runtime, batch: StoreBatch) -> StoreResult:

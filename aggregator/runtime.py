@@ -26,6 +26,7 @@ from aggregator.dedupe import SeenCache
 from aggregator.errors import ConfigError
 from aggregator.fetch import Fetcher
 from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
+from aggregator.politeness import HostLimiter
 from aggregator.settings import Settings
 
 log = logging.getLogger("aggregator")
@@ -41,10 +42,13 @@ class Runtime:
     fetcher: Fetcher
     parser: Executor
     seen: SeenCache
+    hosts: HostLimiter
+    parses: int = 0  # bodies parsed by this process: an unchanged feed must cost none
 
     async def parse(
         self, body: bytes, *, url: str, content_type: str | None, feed: FeedContext, now: datetime
     ) -> tuple[DocumentInfo, list[Article]]:
+        self.parses += 1
         call = functools.partial(
             articles_from_document, body, url=url, content_type=content_type, feed=feed, now=now
         )
@@ -92,4 +96,5 @@ async def open_runtime(
             fetcher=fetcher,
             parser=parser,
             seen=SeenCache(redis, ttl_seconds=int(settings.seen_cache_days * 86400)),
+            hosts=HostLimiter(redis, settings),
         )

@@ -1,47 +1,157 @@
 """Schedule: when each feed is polled next, and leases so a feed is polled once per due time.
 
-The decisions (``next_delay``, ``backoff_delay``) are pure. The SQL records a
-poll's outcome on the feed's row and leases due feeds with
-``FOR UPDATE SKIP LOCKED``: a leased feed's ``next_poll_at`` moves a lease
-length ahead, so if its poll job is lost (a crashed daemon, a Redis restart
-without persistence) the feed simply becomes due again.
+The decisions are pure functions: ``poll_interval`` (from the publisher's
+hints and the observed publishing rate), ``next_delay`` (jittered, bounded)
+and ``backoff_delay`` (failures). The SQL leases due feeds with
+``FOR UPDATE SKIP LOCKED`` and records each poll's outcome on the feed's row.
+
+A lease moves ``next_poll_at`` a lease length ahead and stores a token that
+the poll job must present to claim the feed. If the job is lost (a crashed
+daemon, a Redis restart without persistence) the feed simply becomes due
+again; if a stale copy of the job runs later, its token no longer matches and
+it does nothing. So any number of schedulers poll each feed once per due time.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import asyncpg
 
 from aggregator.errors import FeedError, HTTPStatusError
+from aggregator.feeds import Feed
 from aggregator.settings import Settings
 
 JITTER = 0.1
+_SY_PERIODS = {
+    "hourly": 3600,
+    "daily": 86400,
+    "weekly": 604800,
+    "monthly": 2592000,
+    "yearly": 31536000,
+}
+_RATE_SAMPLE = 10  # newest items whose publishing gaps estimate the feed's rate
 
 
-def next_delay(
-    settings: Settings, feed_interval: float | None, *, rng: random.Random | None = None
+# --- pure decisions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hints:
+    """How often the publisher and server say the feed may change, in seconds."""
+
+    ttl: float | None = None  # RSS <ttl>, minutes in the document
+    syndication: float | None = None  # sy:updatePeriod / sy:updateFrequency
+    cache: float | None = None  # Cache-Control max-age, or Expires
+
+    @property
+    def slowest(self) -> float | None:
+        known = [h for h in (self.ttl, self.syndication, self.cache) if h]
+        return max(known) if known else None
+
+
+def hints_from(
+    *,
+    ttl: str | None = None,
+    update_period: str | None = None,
+    update_frequency: str | None = None,
+    cache_control: str | None = None,
+    expires: str | None = None,
+    now: datetime | None = None,
+) -> Hints:
+    return Hints(
+        ttl=_positive(ttl, scale=60),
+        syndication=_syndication(update_period, update_frequency),
+        cache=_max_age(cache_control) or _expires_in(expires, now or datetime.now(UTC)),
+    )
+
+
+def _positive(value: str | None, *, scale: float = 1) -> float | None:
+    try:
+        number = float(value) if value is not None else 0
+    except ValueError:
+        return None
+    return number * scale if number > 0 else None
+
+
+def _syndication(period: str | None, frequency: str | None) -> float | None:
+    seconds = _SY_PERIODS.get((period or "").strip().lower())
+    if seconds is None:
+        return None
+    per_period = _positive(frequency) or 1
+    return seconds / per_period
+
+
+def _max_age(cache_control: str | None) -> float | None:
+    for directive in (cache_control or "").split(","):
+        name, _, value = directive.strip().partition("=")
+        if name.lower() == "max-age":
+            return _positive(value.strip('"'))
+    return None
+
+
+def _expires_in(expires: str | None, now: datetime) -> float | None:
+    if not expires:
+        return None
+    try:
+        when = parsedate_to_datetime(expires)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - now).total_seconds()
+    return seconds if seconds > 0 else None
+
+
+def observed_interval(published: Sequence[datetime]) -> float | None:
+    """The feed's typical gap between new items, from its newest items' publish times."""
+    times = sorted(set(published), reverse=True)[:_RATE_SAMPLE]
+    if len(times) < 3:
+        return None
+    gaps = [(a - b).total_seconds() for a, b in itertools.pairwise(times)]
+    return statistics.median(gaps)
+
+
+def poll_interval(
+    settings: Settings, *, override: float | None, hints: Hints, observed: float | None
 ) -> float:
-    """Seconds until the next poll of a healthy feed: its interval, jittered, within bounds."""
-    base = feed_interval or settings.poll_interval
-    jittered = base * (rng or random).uniform(1 - JITTER, 1 + JITTER)
-    return min(max(jittered, settings.min_interval), settings.max_interval)
+    """Seconds between polls of a healthy feed, before jitter, within the settings' bounds.
+
+    An operator's override wins. Otherwise the feed is polled about as often as it
+    publishes, but never more often than its publisher or server asks."""
+    if override:
+        interval = override
+    else:
+        interval = observed if observed else settings.poll_interval
+        if hints.slowest:
+            interval = max(interval, hints.slowest)
+    return min(max(interval, settings.min_interval), settings.max_interval)
+
+
+def next_delay(settings: Settings, interval: float, *, rng: random.Random | None = None) -> float:
+    """The interval stretched by up to 10% so feeds added together drift apart."""
+    low = min(max(interval, settings.min_interval), settings.max_interval)
+    high = max(low, min(low * (1 + JITTER), settings.max_interval))
+    return (rng or random).uniform(low, high)
 
 
 def backoff_delay(
     settings: Settings,
-    feed_interval: float | None,
+    interval: float,
     failures: int,
     *,
     retry_after: float | None = None,
     rng: random.Random | None = None,
 ) -> float:
-    """Seconds until retrying a feed that failed ``failures`` times in a row."""
-    base = min(
-        max(feed_interval or settings.poll_interval, settings.min_interval), settings.max_interval
-    )
+    """Seconds until retrying a feed that failed ``failures`` times in a row: doubling from
+    its interval, jittered, capped; never sooner than a Retry-After asks."""
+    base = min(max(interval, settings.min_interval), settings.max_interval)
     delay: float = min(base * 2 ** max(failures - 1, 0), settings.max_backoff)
     delay *= (rng or random).uniform(1, 1 + JITTER)
     if retry_after is not None:
@@ -49,10 +159,23 @@ def backoff_delay(
     return delay
 
 
+def should_disable(
+    settings: Settings, failures: int, failing_since: datetime | None, now: datetime
+) -> bool:
+    """Give up on a feed after many failures in a row that also span a minimum time."""
+    if failures < settings.disable_after_failures or failing_since is None:
+        return False
+    return (now - failing_since).total_seconds() >= settings.disable_after_seconds
+
+
+# --- leases -----------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     feed_id: int
     due_at: datetime
+    token: str
 
 
 _LEASE_DUE = """
@@ -63,89 +186,135 @@ WITH due AS (
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 )
-UPDATE feeds f SET next_poll_at = now() + make_interval(secs => $2)
+UPDATE feeds f
+SET next_poll_at = now() + make_interval(secs => $2), lease_token = gen_random_uuid()
 FROM due WHERE f.id = due.id
-RETURNING f.id, due.next_poll_at
+RETURNING f.id, due.next_poll_at, f.lease_token::text
 """
 
 _LEASE_ALL = """
 WITH active AS (
     SELECT id FROM feeds WHERE NOT disabled ORDER BY id FOR UPDATE SKIP LOCKED
 )
-UPDATE feeds f SET next_poll_at = now() + make_interval(secs => $1)
+UPDATE feeds f
+SET next_poll_at = now() + make_interval(secs => $1), lease_token = gen_random_uuid()
 FROM active WHERE f.id = active.id
-RETURNING f.id, now() AS next_poll_at
+RETURNING f.id, now() AS next_poll_at, f.lease_token::text
+"""
+
+_CLAIM = """
+UPDATE feeds SET lease_token = NULL, next_poll_at = now() + make_interval(secs => $3)
+WHERE id = $1 AND lease_token = $2::uuid AND NOT disabled
+RETURNING *
 """
 
 
 async def lease_due(pool: asyncpg.Pool, settings: Settings) -> list[Lease]:
     rows = await pool.fetch(_LEASE_DUE, settings.scheduler_batch, settings.lease_seconds)
-    return [Lease(r["id"], r["next_poll_at"]) for r in rows]
+    return [Lease(r["id"], r["next_poll_at"], r["lease_token"]) for r in rows]
 
 
 async def lease_all(pool: asyncpg.Pool, settings: Settings) -> list[Lease]:
     """Every active feed, due or not (``run --once``)."""
     rows = await pool.fetch(_LEASE_ALL, settings.lease_seconds)
-    return [Lease(r["id"], r["next_poll_at"]) for r in rows]
+    return [Lease(r["id"], r["next_poll_at"], r["lease_token"]) for r in rows]
+
+
+async def claim(pool: asyncpg.Pool, settings: Settings, feed_id: int, token: str) -> Feed | None:
+    """Take the feed for this poll, or None if the lease is stale (polled, re-leased, disabled)."""
+    row = await pool.fetchrow(_CLAIM, feed_id, token, settings.lease_seconds)
+    return Feed.from_row(row) if row else None
+
+
+# --- outcomes ---------------------------------------------------------------------------------
 
 
 _RECORD_SUCCESS = """
 UPDATE feeds SET
     next_poll_at = now() + make_interval(secs => $2),
+    update_interval = $3,
     last_polled_at = now(),
     last_success_at = now(),
     error_count = 0,
+    failing_since = NULL,
     last_error = NULL,
     last_error_kind = NULL,
-    title = COALESCE(title, $3),
-    site_url = COALESCE(site_url, $4)
+    title = COALESCE(title, $4),
+    site_url = COALESCE(site_url, $5)
 WHERE id = $1
 """
 
 _RECORD_UNCHANGED = """
 UPDATE feeds SET
     next_poll_at = now() + make_interval(secs => $2),
+    update_interval = $3,
     last_polled_at = now(),
     last_success_at = now(),
     error_count = 0,
+    failing_since = NULL,
     last_error = NULL,
     last_error_kind = NULL,
-    etag = COALESCE($3, etag),
-    last_modified = COALESCE($4, last_modified),
-    last_body_hash = COALESCE($5, last_body_hash)
+    etag = COALESCE($4, etag),
+    last_modified = COALESCE($5, last_modified),
+    last_body_hash = COALESCE($6, last_body_hash)
 WHERE id = $1
 """
 
 _RECORD_FAILURE = """
 UPDATE feeds SET
     error_count = error_count + 1,
+    failing_since = COALESCE(failing_since, now()),
     last_polled_at = now(),
     last_error = $2,
     last_error_kind = $3,
-    next_poll_at = now() + make_interval(secs => $4 * 1.0)
+    next_poll_at = now() + make_interval(secs => $4),
+    disabled = disabled OR $5,
+    disabled_at = CASE WHEN $5 THEN now() ELSE disabled_at END,
+    disabled_reason = CASE WHEN $5 THEN $6 ELSE disabled_reason END
 WHERE id = $1
-RETURNING error_count
+"""
+
+_DEFER = "UPDATE feeds SET next_poll_at = now() + make_interval(secs => $2) WHERE id = $1"
+
+_RECORD_MOVE = """
+UPDATE feeds SET
+    moved_to = $2,
+    moved_count = CASE WHEN moved_to IS NOT DISTINCT FROM $2 THEN moved_count + 1 ELSE 1 END
+WHERE id = $1
+RETURNING moved_count
+"""
+
+_FORGET_MOVE = (
+    "UPDATE feeds SET moved_to = NULL, moved_count = 0 WHERE id = $1 AND moved_to IS NOT NULL"
+)
+
+_APPLY_MOVE = """
+UPDATE feeds SET url = moved_to, moved_to = NULL, moved_count = 0
+WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM feeds other WHERE other.url = $2)
+RETURNING url
 """
 
 
 async def record_success(
     pool: asyncpg.Pool,
     settings: Settings,
-    feed_id: int,
-    interval: float | None,
+    feed: Feed,
+    interval: float,
     *,
     title: str | None = None,
     site_url: str | None = None,
 ) -> None:
     """A poll whose articles went to the store queue; validators advance there."""
-    await pool.execute(_RECORD_SUCCESS, feed_id, next_delay(settings, interval), title, site_url)
+    await pool.execute(
+        _RECORD_SUCCESS, feed.id, next_delay(settings, interval), interval, title, site_url
+    )
 
 
 async def record_unchanged(
     pool: asyncpg.Pool,
     settings: Settings,
-    feed_id: int,
-    interval: float | None,
+    feed: Feed,
+    interval: float,
     *,
     etag: str | None = None,
     last_modified: str | None = None,
@@ -153,18 +322,57 @@ async def record_unchanged(
 ) -> None:
     """A poll with nothing to store: safe to advance validators here."""
     await pool.execute(
-        _RECORD_UNCHANGED, feed_id, next_delay(settings, interval), etag, last_modified, body_hash
+        _RECORD_UNCHANGED,
+        feed.id,
+        next_delay(settings, interval),
+        interval,
+        etag,
+        last_modified,
+        body_hash,
     )
 
 
 async def record_failure(
-    pool: asyncpg.Pool,
-    settings: Settings,
-    feed_id: int,
-    interval: float | None,
-    error: FeedError,
-    failures_before: int,
-) -> None:
+    pool: asyncpg.Pool, settings: Settings, feed: Feed, error: FeedError, *, now: datetime
+) -> str | None:
+    """Count the failure, back off, and disable the feed when it is time; return why if so."""
+    failures = feed.error_count + 1
     retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
-    delay = backoff_delay(settings, interval, failures_before + 1, retry_after=retry_after)
-    await pool.execute(_RECORD_FAILURE, feed_id, str(error)[:1000], error.kind, delay)
+    interval = feed.update_interval or feed.poll_interval or settings.poll_interval
+    delay = backoff_delay(settings, interval, failures, retry_after=retry_after)
+    reason = None
+    if isinstance(error, HTTPStatusError) and error.status == 410:
+        reason = "the server says the feed is gone for good (HTTP 410)"
+    elif should_disable(settings, failures, feed.failing_since or now, now):
+        since = (feed.failing_since or now).strftime("%Y-%m-%d %H:%M UTC")
+        reason = f"failed {failures} times in a row since {since}; last error: {error}"
+    await pool.execute(
+        _RECORD_FAILURE,
+        feed.id,
+        str(error)[:1000],
+        error.kind,
+        delay,
+        reason is not None,
+        reason,
+    )
+    return reason
+
+
+async def record_deferred(pool: asyncpg.Pool, feed: Feed, delay: float) -> None:
+    """Not polled after all (its host was busy): due again soon, no failure counted."""
+    await pool.execute(_DEFER, feed.id, delay)
+
+
+async def record_redirect(
+    pool: asyncpg.Pool, settings: Settings, feed: Feed, moved_to: str | None
+) -> str | None:
+    """Follow a permanent redirect once it has been seen on enough consecutive polls;
+    return the new URL when the feed moved."""
+    if moved_to is None or moved_to == feed.url:
+        if feed.moved_to is not None:
+            await pool.execute(_FORGET_MOVE, feed.id)
+        return None
+    count = await pool.fetchval(_RECORD_MOVE, feed.id, moved_to)
+    if count < settings.redirect_confirmations:
+        return None
+    return await pool.fetchval(_APPLY_MOVE, feed.id, moved_to)  # type: ignore[no-any-return]

@@ -85,13 +85,45 @@ class Settings(BaseSettings):
         10 * 1024 * 1024, gt=0, description="Largest feed body accepted, after decompression."
     )
     max_redirects: int = Field(5, ge=0, description="Redirects followed per fetch.")
-    user_agent: str = Field(
-        "regional-news-aggregator/0.1 (+https://github.com/regional-news-aggregator)",
-        description="User-Agent sent with every request; include a contact URL.",
+    contact_url: str = Field(
+        "https://github.com/regional-news-aggregator/regional-news-aggregator",
+        description="Where a feed's publisher can reach this installation's operator; "
+        "sent in the User-Agent.",
+    )
+    user_agent: str | None = Field(
+        None,
+        description="The whole User-Agent header; unset builds one with AGGREGATOR_CONTACT_URL.",
+    )
+    host_concurrency: int = Field(
+        2, gt=0, description="Requests in flight to one host, across every worker on every machine."
+    )
+    host_rate: float = Field(
+        1.0, gt=0, description="Requests per second to one host, across every worker."
+    )
+    host_wait: Seconds = Field(
+        30, description="Longest a poll waits for its host's turn before it is deferred."
+    )
+    host_penalty_seconds: Seconds = Field(
+        600, description="How long a host that answered 429/503 gets half the rate and concurrency."
+    )
+    disable_after_failures: int = Field(
+        10, gt=0, description="Consecutive failures before a feed is disabled..."
+    )
+    disable_after_seconds: Seconds = Field(
+        3 * 86400, description="...provided the failures span at least this many seconds."
+    )
+    redirect_confirmations: int = Field(
+        3, gt=0, description="Polls that must see the same permanent redirect before the URL moves."
     )
     seen_cache_days: Seconds = Field(
         30, description="Days a feed's delivered article hashes stay in the Redis cache."
     )
+
+    @property
+    def http_user_agent(self) -> str:
+        from aggregator import __version__
+
+        return self.user_agent or f"regional-news-aggregator/{__version__} (+{self.contact_url})"
 
     @model_validator(mode="after")
     def _intervals_ordered(self) -> Settings:

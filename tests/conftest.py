@@ -83,6 +83,8 @@ def settings(database_url: str, redis_url: str) -> Settings:
         parse_processes=1,
         poll_delay=0.01,
         min_interval=1,
+        host_rate=1000,  # every test feed lives on 127.0.0.1: one host
+        host_concurrency=50,
         _env_file=None,  # type: ignore[call-arg]
     )
 

@@ -3,7 +3,9 @@ Last-Modified, answers conditional requests with 304, and logs every request."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -17,6 +19,8 @@ class Served:
     content_type: str
     status: int = 200
     validators: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering
 
 
 @dataclass
@@ -25,6 +29,7 @@ class Request:
     if_none_match: str | None
     if_modified_since: str | None
     status: int
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -32,6 +37,8 @@ class FeedServer:
     routes: dict[str, Served] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     base_url: str = ""
+    in_flight: int = 0
+    max_in_flight: int = 0
     _runner: web.AppRunner | None = None
 
     def add(
@@ -47,12 +54,22 @@ class FeedServer:
         return [r for r in self.requests if r.path == "/" + path.lstrip("/")]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        served = self.routes.get(request.path.lstrip("/"))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            served = self.routes.get(request.path.lstrip("/"))
+            if served is not None and served.delay:
+                await asyncio.sleep(served.delay)
+            return self._answer(request, served)
+        finally:
+            self.in_flight -= 1
+
+    def _answer(self, request: web.Request, served: Served | None) -> web.StreamResponse:
         inm, ims = request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")
         if served is None:
             self.requests.append(Request(request.path, inm, ims, 404))
             return web.Response(status=404, text="not found")
-        headers = {"Content-Type": served.content_type}
+        headers = {"Content-Type": served.content_type, **served.headers}
         if served.validators:
             etag = '"' + hashlib.sha1(served.body).hexdigest() + '"'
             headers |= {"ETag": etag, "Last-Modified": LAST_MODIFIED}

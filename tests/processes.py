@@ -23,6 +23,8 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "AGGREGATOR_ALLOW_PRIVATE_NETWORKS": "true",
         "AGGREGATOR_PARSE_PROCESSES": "1",
         "AGGREGATOR_POLL_DELAY": "0.05",
+        "AGGREGATOR_HOST_RATE": "1000",  # every test feed lives on 127.0.0.1: one host
+        "AGGREGATOR_HOST_CONCURRENCY": "50",
     }
     return env | extra
 

@@ -46,9 +46,9 @@ def _retry(ctx: dict[str, Any], exc: BaseException) -> Retry:
     return Retry(defer=delay)
 
 
-async def poll_feed(ctx: dict[str, Any], feed_id: int) -> str:
+async def poll_feed(ctx: dict[str, Any], feed_id: int, lease_token: str) -> str:
     try:
-        outcome = await refresh_feed(ctx["runtime"], feed_id)
+        outcome = await refresh_feed(ctx["runtime"], feed_id, lease_token)
     except TRANSIENT_ERRORS as exc:
         raise _retry(ctx, exc) from exc
     return outcome.value
