@@ -19,8 +19,8 @@ import asyncpg
 import click
 import redis.exceptions
 
-from aggregator import daemon, db, feeds
-from aggregator.errors import AggregatorError, ConfigError
+from aggregator import daemon, db, discover, feeds
+from aggregator.errors import AggregatorError, ConfigError, FetchError
 from aggregator.fetch import Fetcher
 from aggregator.normalize import FeedContext, articles_from_document
 from aggregator.runtime import open_runtime
@@ -182,14 +182,46 @@ def feeds_group() -> None:
 @click.option("--language", help="Language code, e.g. en, ar, fa, tr.")
 @click.option("--title", help="A display name.")
 @click.option("--interval", type=click.FloatRange(min=1), help="Seconds between polls.")
+@click.option(
+    "--no-fetch", is_flag=True, help="Add as given: do not fetch it to check it or discover a feed."
+)
 @command
 async def feeds_add(
-    url: str, region: str | None, language: str | None, title: str | None, interval: float | None
+    url: str,
+    region: str | None,
+    language: str | None,
+    title: str | None,
+    interval: float | None,
+    no_fetch: bool,
 ) -> None:
-    """Add a feed (or update its region, language and interval)."""
+    """Add a feed (or update its region, language and interval).
+
+    Given a web page instead of a feed, adds the feed the page advertises."""
+    settings = _settings()
+    feeds.FeedSpec(url=url)  # a bad URL fails here, before any request
+    if not no_fetch:
+        url = await _discover(settings, url)
     spec = feeds.FeedSpec(url=url, region=region, language=language, title=title, interval=interval)
-    feed, created = await _with_connection(_settings(), lambda c: feeds.add(c, spec))
+    feed, created = await _with_connection(settings, lambda c: feeds.add(c, spec))
     click.echo(f"{'added' if created else 'updated'} feed {feed.id}: {feed.url}")
+
+
+async def _discover(settings: Settings, url: str) -> str:
+    async with Fetcher(settings) as fetcher:
+        try:
+            found = await discover.find_feed(fetcher, url)
+        except FetchError as exc:
+            click.echo(
+                f"warning: could not fetch {url} to check it ({exc}); adding it as given", err=True
+            )
+            return url
+    if found.page is not None:
+        others = len(found.candidates) - 1
+        click.echo(
+            f"{url} is a web page; found its feed {found.url}"
+            + (f" (first of {others + 1} advertised)" if others else "")
+        )
+    return found.url
 
 
 @feeds_group.command(name="list")

@@ -85,10 +85,22 @@ async def test_migrate_twice_is_a_no_op(env: dict[str, str], database_url: str) 
 
 def test_feeds_add_list_remove(env: dict[str, str]) -> None:
     added = run_cli(
-        ["feeds", "add", "https://news.example/rss", "--region", "gulf", "--language", "ar"], env
+        [
+            "feeds",
+            "add",
+            "https://news.example/rss",
+            "--no-fetch",
+            "--region",
+            "gulf",
+            "--language",
+            "ar",
+        ],
+        env,
     )
     assert added.returncode == 0 and "added feed 1" in added.stdout
-    again = run_cli(["feeds", "add", "https://news.example/rss", "--interval", "120"], env)
+    again = run_cli(
+        ["feeds", "add", "https://news.example/rss", "--no-fetch", "--interval", "120"], env
+    )
     assert "updated feed 1" in again.stdout
     listed = run_cli(["feeds", "list"], env)
     assert "https://news.example/rss" in listed.stdout and "gulf" in listed.stdout
