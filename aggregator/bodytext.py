@@ -8,12 +8,14 @@ and leading boilerplate, NFC and whitespace). Pure functions, no I/O.
 
 from __future__ import annotations
 
+import html as html_entities
 import re
 import unicodedata
 from collections.abc import Iterable
 
 import lxml.etree
 import lxml.html
+import nh3
 
 # Elements dropped together with everything inside them.
 DROPPED_TAGS = frozenset(
@@ -140,19 +142,42 @@ _HEADER_MAX_WORDS = 15
 _LABELLED_TEASER_MIN_CHARS = 30
 
 _BREAK = "\x00"  # never in text: control characters are removed before parsing
+# ...but a character reference in the markup (&#1;) brings one back: removed from the text.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 
 def html_paragraphs(html: str) -> list[str]:
     """Split HTML into text paragraphs, dropping boilerplate elements."""
     if not html.strip():
         return []
-    try:
-        root = lxml.html.fragment_fromstring(html, create_parent="div")
-    except (lxml.etree.ParserError, ValueError):
-        return text_paragraphs(html)
+    root = _html_tree(html)
+    if root is None:
+        return _markup_free_paragraphs(html)
     chunks: list[str] = []
     _walk(root, chunks)
     return _split("".join(chunks).split(_BREAK))
+
+
+# lxml asserts ("too many bodies") on a fragment holding <html>, and refuses some input.
+_LXML_FAILURES = (lxml.etree.ParserError, ValueError, AssertionError)
+
+
+def _html_tree(html: str) -> lxml.html.HtmlElement | None:
+    """The markup as a tree: as a fragment, else as a whole document (``head`` is dropped)."""
+    try:
+        return lxml.html.fragment_fromstring(html, create_parent="div")
+    except _LXML_FAILURES:
+        pass
+    try:
+        return lxml.html.document_fromstring(html)
+    except _LXML_FAILURES:
+        return None
+
+
+def _markup_free_paragraphs(html: str) -> list[str]:
+    """Last resort when lxml reads nothing: every tag removed (script and style with their
+    content), never the raw markup kept as text."""
+    return text_paragraphs(html_entities.unescape(nh3.clean(html, tags=set())))
 
 
 def _walk(element: lxml.html.HtmlElement, out: list[str]) -> None:
@@ -186,7 +211,7 @@ def text_paragraphs(text: str) -> list[str]:
 
 
 def _split(pieces: Iterable[str]) -> list[str]:
-    paragraphs = (" ".join(piece.split()) for piece in pieces)
+    paragraphs = (" ".join(_CONTROL_CHARS.sub("", piece).split()) for piece in pieces)
     return [p for p in paragraphs if p]
 
 

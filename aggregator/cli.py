@@ -11,18 +11,20 @@ import functools
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import asyncpg
 import click
 import redis.exceptions
+from arq.connections import ArqRedis
 
-from aggregator import daemon, db, discover, feeds
+from aggregator import daemon, db, discover, feeds, logs, web
 from aggregator.errors import AggregatorError, ConfigError, FetchError
 from aggregator.fetch import Fetcher
 from aggregator.normalize import FeedContext, articles_from_document
+from aggregator.progress import Progress
 from aggregator.runtime import open_runtime
 from aggregator.services import services
 from aggregator.settings import Settings, load_settings
@@ -34,12 +36,7 @@ log = logging.getLogger("aggregator")
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("arq").setLevel(logging.INFO if verbose else logging.WARNING)
+    logs.setup(verbose=verbose)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -54,6 +51,8 @@ def command(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T | None]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T | None:
         try:
             return asyncio.run(fn(*args, **kwargs))
+        except click.ClickException:
+            raise  # a usage error found inside a command: click prints it, exit 2
         except ConfigError as exc:
             _fail(str(exc), 2)
         except AggregatorError as exc:
@@ -116,12 +115,20 @@ async def run(once: bool) -> None:
         open_runtime(settings, database_url=urls.database_url, redis_url=urls.redis_url) as rt,
     ):
         if once:
-            summary = await daemon.run_once(rt)
+            bar = Progress("polling", 0)
+
+            def show(polled: int, total: int, stored: int) -> None:
+                bar.total = total
+                bar.update(polled, f"feeds polled, {stored} new articles")
+
+            summary = await daemon.run_once(rt, progress=show)
+            bar.close()
             _print_summary(summary)
             return
         stop = asyncio.Event()
         daemon.install_stop_signals(stop)
-        await daemon.run_forever(rt, stop)
+        async with web.serve(rt):
+            await daemon.run_forever(rt, stop)
 
 
 def _print_summary(summary: daemon.OnceSummary) -> None:
@@ -157,6 +164,44 @@ async def psql(psql_args: tuple[str, ...]) -> None:
         code = await asyncio.to_thread(subprocess.call, [client, urls.database_url, *psql_args])
     if code:
         sys.exit(code)
+
+
+@main.command()
+@click.option("--older-than", "older_than", required=True, metavar="AGE",
+              help="Delete articles first seen longer ago than this: 90d, 36h, 45m.")
+@click.option("--batch", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Articles deleted per short transaction.")
+@command
+async def prune(older_than: str, batch: int) -> None:
+    """Delete old articles (with their sightings and outbox rows) and emptied stories."""
+    from aggregator import retention
+
+    try:
+        age = retention.parse_age(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    settings = _settings()
+    async with services(settings) as urls, open_runtime(
+        settings, database_url=urls.database_url, redis_url=urls.redis_url
+    ) as rt:
+        total = await rt.pool.fetchval(
+            "SELECT count(*) FROM articles WHERE first_seen_at < now() - $1::interval", age
+        )
+        bar = Progress("pruning", total)
+        result = await retention.prune(rt.pool, age, batch=batch, progress=bar.update)
+        bar.close()
+    click.echo(
+        f"pruned {result.articles} articles and {result.stories} stories in {result.batches} "
+        f"batches (longest {result.longest_batch_seconds:.2f} s)"
+    )
+
+
+@main.command(name="settings")
+def settings_reference() -> None:
+    """Print every setting, its default and what it does (Markdown)."""
+    from aggregator.settings import reference
+
+    click.echo(reference(), nl=False)
 
 
 @main.command()
@@ -265,7 +310,11 @@ async def feeds_enable(url_or_id: str) -> None:
 async def feeds_import(path: Path) -> None:
     """Import feeds from a TOML ([[feeds]] tables) or OPML file."""
     specs = feeds.read_file(path)
-    created, updated = await _with_connection(_settings(), lambda c: feeds.add_many(c, specs))
+    bar = Progress("importing", len(specs))
+    created, updated = await _with_connection(
+        _settings(), lambda c: feeds.add_many(c, specs, progress=bar.update)
+    )
+    bar.close()
     click.echo(f"imported {len(specs)} feeds from {path}: {created} new, {updated} updated")
 
 
@@ -315,29 +364,235 @@ async def poll(url: str, region: str | None, language: str | None) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @command
-async def status() -> None:
-    """Feed health at a glance."""
-    settings = _settings()
+async def status(as_json: bool) -> None:
+    """Feed health (ok / failing / disabled) and totals per region."""
+    import json
 
-    async def query(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-        return await conn.fetch(  # type: ignore[no-any-return]
-            """
-            SELECT count(*) FILTER (WHERE NOT disabled AND last_error IS NULL) AS ok,
-                   count(*) FILTER (WHERE NOT disabled AND last_error IS NOT NULL) AS failing,
-                   count(*) FILTER (WHERE disabled) AS disabled,
-                   (SELECT count(*) FROM articles) AS articles,
-                   (SELECT count(*) FROM articles
-                    WHERE first_seen_at > now() - interval '24 hours') AS last_24h
-            FROM feeds
-            """
-        )
+    from aggregator import status as health
 
-    row = (await _with_connection(settings, query))[0]
-    click.echo(
-        f"feeds: {row['ok']} ok, {row['failing']} failing, {row['disabled']} disabled; "
-        f"articles: {row['articles']} ({row['last_24h']} in the last 24 h)"
+    feeds_, regions = await _with_connection(_settings(), health.collect)
+    if as_json:
+        click.echo(json.dumps(health.as_json(feeds_, regions), ensure_ascii=False, indent=2))
+        return
+    for line in health.render(feeds_, regions, now=datetime.now(UTC)):
+        click.echo(line)
+
+
+_AGE_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """ISO 8601 (2014-09-12, 2014-09-12T08:00+03:30; UTC without an offset), or an age
+    before now (90m, 36h, 7d)."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if text[-1:].lower() in _AGE_UNITS and text[:-1].isdigit():
+            age = int(text[:-1]) * _AGE_UNITS[text[-1].lower()]
+            return datetime.fromtimestamp(datetime.now(UTC).timestamp() - age, UTC)
+        parsed = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        raise click.BadParameter(f"{value!r} is not a time (2014-09-12, 36h, 7d)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@main.command(name="stories")
+@click.option("--region", help="Only stories carried in this region.")
+@click.option("--since", callback=_since, help="First published at or after: a time, or 36h, 7d.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@command
+async def stories_list(region: str | None, since: datetime | None, limit: int) -> None:
+    """Stories: the copies of one news story across outlets, newest first."""
+    from aggregator import stories
+
+    found = await _with_connection(
+        _settings(), lambda c: stories.latest_stories(c, region=region, since=since, limit=limit)
     )
+    for s in found:
+        articles = f"{s.article_count} article" + ("s" if s.article_count != 1 else "")
+        outlets = f"{len(s.outlets)} outlet" + ("s" if len(s.outlets) != 1 else "")
+        click.echo(
+            f"{s.published_at:%Y-%m-%d %H:%M}  story {s.story_id:<7} "
+            f"{articles:>12}  {outlets:>10}  {s.title or '-'}"
+        )
+        if s.outlets:
+            click.echo(f"{'':18}{', '.join(s.outlets)}")
+    if not found:
+        click.echo("no stories" + (" match" if region or since else " yet"))
+
+
+# --- subscribers and tail ---------------------------------------------------------------------
+
+
+class _When(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
+    """A point in time: ISO 8601 (UTC unless it says otherwise) or an age like 30m, 2h, 7d."""
+
+    name = "TIME"
+    _UNITS: ClassVar[dict[str, int]] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        if text[:-1].isdigit() and text[-1:] in self._UNITS:
+            return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * self._UNITS[text[-1]])
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{value!r} is neither an ISO 8601 time nor an age like 30m, 2h, 7d", param, ctx
+            )
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+async def _with_queues(
+    settings: Settings, action: Callable[[asyncpg.Connection, ArqRedis], Awaitable[T]]
+) -> T:
+    from aggregator import queue
+
+    async with services(settings) as urls:
+        await db.migrate(urls.database_url)
+        conn = await asyncpg.connect(urls.database_url)
+        redis = await queue.connect(urls.redis_url)
+        try:
+            return await action(conn, redis)
+        finally:
+            await redis.aclose()
+            await conn.close()
+
+
+@main.group(name="subscribers")
+def subscribers_group() -> None:
+    """Add, list, remove and replay subscribers: each reads the arq queue
+    aggregator:subscriber:NAME, one new_article job per new article that matches."""
+
+
+@subscribers_group.command(name="add")
+@click.argument("name")
+@click.option("--region", "regions", multiple=True, help="Only this region (repeatable).")
+@click.option("--language", "languages", multiple=True, help="Only this language (repeatable).")
+@click.option(
+    "--feed", "feed_refs", multiple=True, help="Only articles a feed carried, by id or URL."
+)
+@click.option("--query", help='Only articles matching a full-text search, e.g. "oil -gold".')
+@command
+async def subscribers_add(
+    name: str,
+    regions: tuple[str, ...],
+    languages: tuple[str, ...],
+    feed_refs: tuple[str, ...],
+    query: str | None,
+) -> None:
+    """Add a subscriber (or replace its filter); it receives articles stored from now on."""
+    from aggregator import consumer, subscribers
+
+    subscriber, created = await _with_connection(
+        _settings(),
+        lambda c: subscribers.add(
+            c, name, regions=regions, languages=languages, feeds=feed_refs, query=query
+        ),
+    )
+    click.echo(
+        f"{'added' if created else 'updated'} subscriber {subscriber.name}: "
+        f"{subscriber.describe()}; queue {consumer.queue_name(subscriber.name)}"
+    )
+
+
+@subscribers_group.command(name="list")
+@command
+async def subscribers_list() -> None:
+    """List subscribers with their filter, queued jobs and dead letters."""
+    from aggregator import subscribers
+
+    rows = await _with_queues(_settings(), subscribers.status)
+    for row in rows:
+        s = row.subscriber
+        click.echo(f"{s.name:<24} queued {row.queued:>6}  dead {row.dead:>5}  {s.describe()}")
+        for dead in row.latest_dead:
+            click.echo(
+                f"    dead: article {dead.article_id} after {dead.tries} tries, "
+                f"{dead.failed_at:%Y-%m-%d %H:%M}: {dead.error}"
+            )
+    if not rows:
+        click.echo("no subscribers; add one with `aggregator subscribers add NAME --region ...`")
+
+
+@subscribers_group.command(name="remove")
+@click.argument("name")
+@command
+async def subscribers_remove(name: str) -> None:
+    """Remove a subscriber with its queue and dead letters."""
+    from aggregator import subscribers
+
+    removed = await _with_queues(_settings(), lambda c, r: subscribers.remove(c, r, name))
+    click.echo(f"removed subscriber {removed.name}")
+
+
+@subscribers_group.command(name="replay")
+@click.argument("name")
+@click.option("--since", type=_When(), help="Re-deliver articles first seen since TIME.")
+@click.option("--until", type=_When(), help="... and before TIME (default: now).")
+@click.option("--dead-letters", is_flag=True, help="Retry the dead-lettered deliveries.")
+@command
+async def subscribers_replay(
+    name: str, since: datetime | None, until: datetime | None, dead_letters: bool
+) -> None:
+    """Queue articles again from Postgres: a time window, the dead letters, or both."""
+    from aggregator import subscribers
+
+    if since is None and not dead_letters:
+        raise click.UsageError("give --since TIME, --dead-letters, or both")
+
+    async def replay(conn: asyncpg.Connection, redis: ArqRedis) -> None:
+        if since is not None:
+            count = await subscribers.replay(conn, redis, name, since=since, until=until)
+            click.echo(f"queued {count} articles first seen since {since:%Y-%m-%d %H:%M:%S%z}")
+        if dead_letters:
+            queued, dropped = await subscribers.retry_dead_letters(conn, redis, name)
+            click.echo(
+                f"queued {queued} dead-lettered articles again"
+                + (f" ({dropped} no longer stored, dropped)" if dropped else "")
+            )
+
+    await _with_queues(_settings(), replay)
+
+
+@main.command()
+@click.option("--region", help="Only articles of this region.")
+@click.option(
+    "-n",
+    "--lines",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Show the last N articles first.",
+)
+@command
+async def tail(region: str | None, lines: int) -> None:
+    """Print new articles as they are stored, until Ctrl-C (LISTEN aggregator_new_article)."""
+    from aggregator import outbox
+
+    stop = asyncio.Event()
+    daemon.install_stop_signals(stop)
+
+    def ready() -> None:
+        where = f" in {region}" if region else ""
+        click.echo(f"following new articles{where} (Ctrl-C to stop)", err=True)
+
+    async with services(_settings()) as urls:
+        await db.migrate(urls.database_url)
+        conn = await asyncpg.connect(urls.database_url)
+        try:
+            async for a in outbox.follow(conn, stop, region=region, backlog=lines, on_ready=ready):
+                click.echo(
+                    f"{a.published_at:%Y-%m-%d %H:%M}  {a.region or '-'}/{a.language or '-'}  "
+                    f"{a.title}  {a.canonical_url or ''}"
+                )
+        finally:
+            await conn.close()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""The daemon: the scheduler and both queues' workers in one process.
+"""The daemon: the scheduler, both queues' workers and the outbox relay in one process.
 
 ``run`` leases due feeds and queues their polls until SIGTERM/SIGINT, then
 stops taking jobs, lets in-flight ones finish (or leaves them queued for a
 retry) and exits. ``run_once`` polls every active feed once and waits until
-the queues are drained.
+the queues are drained and every new article is relayed to its subscribers.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from arq.worker import Worker
 
-from aggregator import queue, schedule
+from aggregator import outbox, queue, retention, schedule
 from aggregator.runtime import Runtime
 from workers.jobs import worker_options
 
@@ -85,6 +86,16 @@ async def schedule_pass(rt: Runtime, leases: list[schedule.Lease]) -> int:
 async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
     workers = Workers(rt)
     workers.start()
+    relay = asyncio.create_task(
+        outbox.relay_forever(rt.pool, rt.redis, stop, interval=rt.settings.scheduler_tick)
+    )
+    pruning = (
+        asyncio.create_task(
+            retention.run_daily(rt.pool, timedelta(days=rt.settings.retention_days), stop)
+        )
+        if rt.settings.retention_days
+        else None
+    )
     log.info("daemon started: polling due feeds every %.1fs", rt.settings.scheduler_tick)
     try:
         while not stop.is_set():
@@ -100,6 +111,12 @@ async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
     finally:
         log.info("stopping: finishing in-flight jobs")
         await workers.stop()
+        # Safe mid-pass: unsent rows are relayed at the next start, duplicates refused.
+        relay.cancel()
+        await asyncio.gather(relay, return_exceptions=True)
+        if pruning is not None:
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)
         log.info("stopped")
 
 
@@ -112,19 +129,53 @@ class OnceSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-async def run_once(rt: Runtime, *, timeout: float = 600) -> OnceSummary:
-    """Poll every active feed once, wait until polls and stores are done, summarize."""
+async def run_once(
+    rt: Runtime, *, timeout: float = 600, progress: ProgressCallback | None = None
+) -> OnceSummary:
+    """Poll every active feed once, wait until polls and stores are done, summarize.
+
+    ``progress(polled, total, stored)`` is called as the run goes, and once at the end."""
     started: datetime = await rt.pool.fetchval("SELECT now()")
     workers = Workers(rt)
     workers.start()
+    watcher: asyncio.Task[None] | None = None
     try:
         leases = await schedule.lease_all(rt.pool, rt.settings)
         await schedule_pass(rt, leases)
         log.info("polling %d feeds once", len(leases))
+        if progress is not None:
+            watcher = asyncio.create_task(_watch(rt, started, len(leases), progress))
         await wait_drained(rt, timeout=timeout, workers=workers)
+        await outbox.drain(rt.pool, rt.redis, timeout=timeout)  # new articles to subscribers
     finally:
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
         await workers.stop()
+    if progress is not None:
+        await _report_progress(rt, started, len(leases), progress)
     return await summarize(rt, started)
+
+
+ProgressCallback = Callable[[int, int, int], None]
+
+_PROGRESS = """
+SELECT (SELECT count(*) FROM feeds WHERE last_polled_at >= $1) AS polled,
+       (SELECT count(*) FROM articles WHERE first_seen_at >= $1) AS stored
+"""
+
+
+async def _report_progress(
+    rt: Runtime, started: datetime, total: int, progress: ProgressCallback
+) -> None:
+    row = await rt.pool.fetchrow(_PROGRESS, started)
+    progress(min(row["polled"], total), total, row["stored"])
+
+
+async def _watch(rt: Runtime, started: datetime, total: int, progress: ProgressCallback) -> None:
+    while True:
+        await _report_progress(rt, started, total, progress)
+        await asyncio.sleep(0.25)
 
 
 async def wait_drained(

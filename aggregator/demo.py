@@ -10,8 +10,7 @@ time; it never touches the data of ``aggregator run``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from aggregator import daemon, feeds
+from aggregator.progress import Progress
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.services import services
 from aggregator.settings import Settings
@@ -124,33 +124,18 @@ async def run_demo(settings: Settings, echo: Echo) -> dict[str, Any]:
                         ),
                     )
             echo(f"serving {len(samples)} sample feeds on {base_url}; ingesting...")
-            progress = asyncio.create_task(_report_progress(rt, len(samples), echo))
-            try:
-                summary = await daemon.run_once(rt, timeout=120)
-            finally:
-                progress.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await progress
-            echo(await _progress_line(rt, len(samples)))
+            bar = Progress("ingesting", len(samples), stream=sys.stdout)
+            summary = await daemon.run_once(
+                rt,
+                timeout=120,
+                progress=lambda polled, _, stored: bar.update(
+                    polled, f"feeds polled, {stored} articles stored"
+                ),
+            )
+            bar.close()
             return await _report(rt, summary, demo_dir, echo)
     finally:
         await runner.cleanup()
-
-
-async def _report_progress(rt: Runtime, total: int, echo: Echo) -> None:
-    last = None
-    while True:
-        await asyncio.sleep(0.25)
-        line = await _progress_line(rt, total)
-        if line != last:
-            echo(line)
-            last = line
-
-
-async def _progress_line(rt: Runtime, total: int) -> str:
-    polled = await rt.pool.fetchval("SELECT count(*) FROM feeds WHERE last_polled_at IS NOT NULL")
-    stored = await rt.pool.fetchval("SELECT count(*) FROM articles")
-    return f"  polled {polled}/{total} feeds, {stored} articles stored"
 
 
 async def _report(

@@ -7,7 +7,7 @@ as pure functions, then written with one upsert per feed.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -91,14 +91,21 @@ async def add(conn: asyncpg.Connection, spec: FeedSpec) -> tuple[Feed, bool]:
     return Feed.from_row(row), bool(row["created"])
 
 
-async def add_many(conn: asyncpg.Connection, specs: Iterable[FeedSpec]) -> tuple[int, int]:
-    """Upsert feeds in one transaction; return (created, updated)."""
+async def add_many(
+    conn: asyncpg.Connection,
+    specs: Iterable[FeedSpec],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Upsert feeds in one transaction (all or nothing); return (created, updated)."""
     created = updated = 0
     async with conn.transaction():
-        for spec in specs:
+        for done, spec in enumerate(specs, 1):
             _, is_new = await add(conn, spec)
             created += is_new
             updated += not is_new
+            if progress is not None:
+                progress(done)
     return created, updated
 
 

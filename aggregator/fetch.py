@@ -15,10 +15,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -252,6 +252,24 @@ class Fetcher:
             cache_control=response.headers.get("Cache-Control"),
             expires=response.headers.get("Expires"),
         )
+
+    async def post_form(self, url: str, data: dict[str, str]) -> tuple[int, str]:
+        """POST a form (WebSub hub requests): same address policy and limits, no redirects.
+        Returns the status and the start of the answer."""
+        assert self._session is not None, "use Fetcher as an async context manager"
+        check_url(url)
+        try:
+            async with self._session.post(url, data=data, allow_redirects=False) as response:
+                body = await self._read_capped(response)
+                return response.status, body[:300].decode("utf-8", "replace")
+        except FetchError:
+            raise
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, AddressBlocked):
+                raise BlockedAddressError(f"{exc.host} resolves to a non-public address") from exc
+            raise FetchError(f"cannot connect to {exc.host}", kind="connection") from exc
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise FetchError(f"{type(exc).__name__}: {exc}", kind="network") from exc
 
 
 def _which_timeout(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from aggregator import bodytext
 from aggregator.dedupe import content_hash
+from aggregator.language import article_language
 from aggregator.parse import Entry, ParsedFeed, parse_feed
 
 MAX_TITLE_CHARS = 1_000
@@ -52,7 +53,8 @@ _TRACKING_PARAMS = frozenset(
         "xtor",
     }
 )
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+# Lone surrogates too: they cannot be encoded, so Postgres (and the hash) would fail on them.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _SAFE_SCHEMES = frozenset({"http", "https"})
 _ALLOWED_TAGS = frozenset(
     [
@@ -140,8 +142,23 @@ class FeedContext(BaseModel):
 
 
 def normalize_feed(parsed: ParsedFeed, feed: FeedContext, *, now: datetime) -> list[Article]:
-    """Every entry of a parsed feed as an Article, in feed order."""
-    return [normalize_entry(e, feed, document=parsed, now=now) for e in parsed.entries]
+    """Every entry of a parsed feed as an Article, in feed order; empty entries are skipped."""
+    return [
+        normalize_entry(e, feed, document=parsed, now=now)
+        for e in parsed.entries
+        if not _is_empty(e)
+    ]
+
+
+def _is_empty(entry: Entry) -> bool:
+    """No title, link, guid or text: nothing to store, and every such item would share a hash."""
+    return not (
+        entry.title.strip()
+        or entry.link
+        or entry.guid
+        or entry.summary.strip()
+        or (entry.body is not None and entry.body.value.strip())
+    )
 
 
 def normalize_entry(
@@ -150,19 +167,21 @@ def normalize_entry(
     base = feed.url
     link = safe_url(entry.link, base=base)
     guid = clean(entry.guid, MAX_GUID_CHARS) or None
-    if link is None and guid:
-        link = safe_url(guid, base=base)  # permalink guids; anything else is refused
+    if link is None and guid and guid.lower().startswith(("http://", "https://")):
+        link = safe_url(guid, base=base)  # a permalink guid; an opaque id is no URL
     canonical = canonical_url(link) if link else None
+    if canonical is not None and len(canonical) > MAX_URL_CHARS:  # "/" added to a full URL
+        link = canonical = None
 
-    title = clean(_plain(entry.title, entry.title_is_html), MAX_TITLE_CHARS)
+    title = plain_text(entry.title, MAX_TITLE_CHARS, is_html=entry.title_is_html)
     if entry.body is not None:
         value = clean(entry.body.value, MAX_CONTENT_CHARS)
         paragraphs = bodytext.body_paragraphs(value, is_html=entry.body.is_html)
-        content_html = sanitize_html(value) if entry.body.is_html else ""
+        content_html = _bounded_html(value) if entry.body.is_html else ""
     else:
         paragraphs, content_html = [], ""
     body = bodytext.normalize_text(paragraphs)
-    summary = clean(_plain(entry.summary, entry.summary_is_html), MAX_SUMMARY_CHARS)
+    summary = plain_text(entry.summary, MAX_SUMMARY_CHARS, is_html=entry.summary_is_html)
     if not summary or (entry.body is not None and entry.body.source == "summary"):
         summary = _shorten(body, SUMMARY_FROM_BODY_CHARS) if body else summary
 
@@ -176,8 +195,9 @@ def normalize_entry(
         summary=summary,
         content_html=content_html,
         content_text="\n\n".join(paragraphs),
-        author=clean(entry.author, MAX_AUTHOR_CHARS) or None,
-        language=clean(language, 35).lower() or None,
+        author=plain_text(entry.author, MAX_AUTHOR_CHARS) or None,
+        # The declared language wins where the text does not contradict it; else detected.
+        language=article_language(clean(language, 35), title=title, text=body or summary),
         region=feed.region,
         published_at=sane_date(entry.published, now=now),
     )
@@ -190,13 +210,23 @@ def clean(value: str | None, limit: int) -> str:
     return _CONTROL_CHARS.sub("", value)[:limit]
 
 
+def plain_text(value: str | None, limit: int, *, is_html: bool = False) -> str:
+    """A title, summary or name as clean, bounded plain text (control characters go first:
+    the HTML reader must never see them)."""
+    return clean(_plain(clean(value, MAX_CONTENT_CHARS), is_html), limit)
+
+
 def _plain(value: str, is_html: bool) -> str:
     """Titles and summaries as plain text. Feeds mislabel escaped HTML as text often
-    enough that anything with markup is read as HTML, so a script never survives as text."""
-    if not value:
-        return ""
-    if is_html or "<" in value or "&" in value:
-        return bodytext.html_to_text(value)
+    enough that anything with markup is read as HTML, and double-escaped markup is
+    unwrapped again, so a script never survives as text."""
+    for _ in range(3):
+        if not value or not (is_html or "<" in value or "&" in value):
+            break
+        text = bodytext.html_to_text(value)
+        if text == value:
+            break
+        value, is_html = text, False
     return " ".join(value.split())
 
 
@@ -218,7 +248,9 @@ def safe_url(value: str | None, *, base: str) -> str | None:
     """An absolute http(s) URL resolved against ``base``, or None."""
     if not value:
         return None
-    value = clean(value.strip(), MAX_URL_CHARS)
+    value = clean(value.strip(), MAX_CONTENT_CHARS)
+    if len(value) > MAX_URL_CHARS:
+        return None  # a cut URL is a wrong one
     try:
         absolute = urljoin(base, value)
         parts = urlsplit(absolute)
@@ -226,7 +258,7 @@ def safe_url(value: str | None, *, base: str) -> str | None:
         return None
     if parts.scheme.lower() not in _SAFE_SCHEMES or not parts.hostname:
         return None
-    return absolute
+    return absolute if len(absolute) <= MAX_URL_CHARS else None
 
 
 def canonical_url(url: str) -> str:
@@ -245,6 +277,16 @@ def canonical_url(url: str) -> str:
 def _is_tracking(pair: str) -> bool:
     key = pair.split("=", 1)[0].lower()
     return key.startswith("utm_") or key in _TRACKING_PARAMS
+
+
+def _bounded_html(html: str) -> str:
+    """Sanitized HTML within MAX_CONTENT_CHARS: escaping can make it longer than its input,
+    so an overlong result is cut and sanitized again (which also closes a cut tag).
+    Character references (&#1;) come out as raw characters: control ones are removed."""
+    sanitized = sanitize_html(html)
+    if len(sanitized) > MAX_CONTENT_CHARS:
+        sanitized = sanitize_html(sanitized[: MAX_CONTENT_CHARS - 1_000])
+    return _CONTROL_CHARS.sub("", sanitized)
 
 
 def sanitize_html(html: str) -> str:
@@ -271,6 +313,8 @@ class DocumentInfo(BaseModel):
     ttl: str | None = None
     update_period: str | None = None
     update_frequency: str | None = None
+    hub: str | None = None
+    self_url: str | None = None
 
 
 def articles_from_document(
@@ -279,12 +323,14 @@ def articles_from_document(
     """Parse and normalize one fetched body: the CPU-bound step, run in a worker process."""
     parsed = parse_feed(body, url=url, content_type=content_type)
     info = DocumentInfo(
-        title=clean(parsed.title, MAX_TITLE_CHARS) or None,
+        title=plain_text(parsed.title, MAX_TITLE_CHARS) or None,
         site_url=safe_url(parsed.site_url, base=url),
-        warning=parsed.warning[:500] if parsed.warning else None,
+        warning=plain_text(parsed.warning, 500) or None,
         entries=len(parsed.entries),
         ttl=parsed.ttl,
         update_period=parsed.update_period,
         update_frequency=parsed.update_frequency,
+        hub=safe_url(parsed.hub, base=url),
+        self_url=safe_url(parsed.self_url, base=url),
     )
     return info, normalize_feed(parsed, feed, now=now)

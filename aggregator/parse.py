@@ -3,6 +3,15 @@
 RSS 0.9x/1.0/2.0 and Atom go through feedparser (with its own sanitizer off:
 we extract text and sanitize HTML ourselves, and it is three times faster);
 JSON Feed, which feedparser does not read, through ``json``.
+
+Bodies are hostile. Before feedparser sees one, it is decoded to UTF-8 (so
+no encoding can hide markup from the byte-level checks), stripped of raw
+control characters, of character references XML forbids (``&#xD800;`` makes
+feedparser raise) and of every DOCTYPE in its prolog: an internal DTD subset
+is where entity-expansion bombs and external entities live, and feedparser's
+loose parser would expand them. Simple entities (a character or a short
+text) are substituted within a budget; the rest are dropped. What an
+ill-formed document still yields is kept, with a warning saying what was wrong.
 """
 
 from __future__ import annotations
@@ -16,12 +25,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
+import feedparser.encodings
 
-from aggregator.errors import ParseError
+from aggregator.errors import NotAFeedError, ParseError
 
-# An internal DTD subset is where entity-expansion bombs live; no news feed needs one.
-_DOCTYPE_SUBSET = re.compile(rb"<!DOCTYPE[^>\[]*\[.*?\]\s*>", re.DOTALL | re.IGNORECASE)
+# Entries read per document: feeds list newest first, and a feed of 200,000
+# tiny items (10 MB) would otherwise cost minutes of parsing and one huge batch.
+MAX_ENTRIES = 5_000
 _JSON_TYPES = ("application/feed+json", "application/json")
+_HTML_START = re.compile(
+    rb"\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)[\s>]", re.I | re.S
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +74,26 @@ class ParsedFeed:
     ttl: str | None = None
     update_period: str | None = None
     update_frequency: str | None = None
+    # WebSub: the hub that pushes this feed, and the topic URL it knows it by.
+    hub: str | None = None
+    self_url: str | None = None
 
 
 def parse_feed(body: bytes, *, url: str, content_type: str | None = None) -> ParsedFeed:
-    """Read a feed document; raise ``ParseError`` when it is not one."""
-    if _looks_like_json(body, content_type):
+    """Read a feed document; raise ``ParseError`` (``NotAFeedError``) when it is not one."""
+    start = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if not start:
+        raise NotAFeedError("not a feed: the body is empty")
+    if _looks_like_json(start, content_type):
         return _parse_json_feed(body)
     return _parse_xml_feed(body, url=url, content_type=content_type)
 
 
-def _looks_like_json(body: bytes, content_type: str | None) -> bool:
-    if content_type and content_type.split(";")[0].strip().lower() in _JSON_TYPES:
+def _looks_like_json(start: bytes, content_type: str | None) -> bool:
+    if start in (b"{", b"["):
         return True
-    return body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
+    mime = (content_type or "").split(";")[0].strip().lower()
+    return mime in _JSON_TYPES and start != b"<"
 
 
 # --- RSS and Atom, through feedparser -------------------------------------------------------
@@ -82,24 +103,36 @@ def _parse_xml_feed(body: bytes, *, url: str, content_type: str | None) -> Parse
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
-    body = _DOCTYPE_SUBSET.sub(b"", body)
+    warnings: list[str] = []
+    body = defuse_xml(body, headers, warnings)
     try:
         # A stream, never bytes or str: feedparser treats strings as URLs or paths to open.
         parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False)
     except Exception as exc:  # feedparser raises bare ValueError/TypeError on some bad input
-        raise ParseError(f"unreadable feed: {exc}") from exc
+        raise ParseError(f"unreadable feed: {type(exc).__name__}: {exc}") from exc
     if not parsed.get("version") and not parsed.entries:
+        if _HTML_START.match(body, _xml_declaration_end(body)):
+            raise NotAFeedError("not a feed: the server sent an HTML page")
         reason = parsed.get("bozo_exception")
-        raise ParseError(f"not a feed{f': {reason}' if reason else ''}")
+        raise NotAFeedError(f"not a feed{f': {reason}' if reason else ''}")
     feed = parsed.feed
-    warning = str(parsed.bozo_exception) if parsed.get("bozo") else None
+    problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    if problem is not None and not isinstance(problem, feedparser.NonXMLContentType):
+        warnings.append(str(problem))  # a content type that is not XML's says nothing here
+    entries = parsed.entries
+    if len(entries) > MAX_ENTRIES:
+        warnings.append(f"{len(entries)} entries: only the first {MAX_ENTRIES} were read")
+        entries = entries[:MAX_ENTRIES]
+    warning = "; ".join(warnings) or None
     return ParsedFeed(
         title=_text_of(feed, "title"),
         site_url=feed.get("link"),
         language=feed.get("language"),
-        entries=[_entry_from_feedparser(e) for e in parsed.entries],
+        entries=[_entry_from_feedparser(e) for e in entries],
         warning=warning,
         ttl=_text_of(feed, "ttl"),
+        hub=_link(feed, "hub"),
+        self_url=_link(feed, "self"),
         update_period=_text_of(feed, "sy_updateperiod"),
         update_frequency=_text_of(feed, "sy_updatefrequency"),
     )
@@ -159,27 +192,216 @@ def _struct_to_datetime(value: Any) -> datetime | None:
         return None
 
 
+# --- Defusing hostile XML before feedparser sees it ------------------------------------------
+
+# Bytes XML 1.0 never allows (tab, LF and CR are fine); safe to drop once the body is UTF-8.
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]+")
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]{1,16})|([0-9]{1,20}));")
+_XML_DECLARATION = re.compile(rb"\s*<\?xml[^>]*\?>")
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.I)
+_ENTITY_TEXT = re.compile(rb"<!ENTITY", re.I)
+_ASCII_TAG = re.compile(rb"<\w")  # where feedparser's own DOCTYPE handling stops looking
+# Inside a declaration: quoted strings, comments and PIs hide brackets; [ ] nest; > ends it.
+_DECLARATION_TOKEN = re.compile(
+    rb"\"[^\"]*(?:\"|\Z)|'[^']*(?:'|\Z)|<!--(?:.*?-->|.*\Z)|<\?(?:.*?\?>|.*\Z)|[\[\]>]", re.S
+)
+_ENTITY_DECLARATION = re.compile(
+    rb"""<!ENTITY\s+(%\s+)?([^\s"'%&;<>]+)\s+(?:"([^"]*)"|'([^']*)'|(SYSTEM|PUBLIC))""", re.I
+)
+_SIMPLE_ENTITY_VALUE = re.compile(rb"&#(?:[xX][0-9A-Fa-f]{1,6}|[0-9]{1,7});|[^&<%\"']{0,64}")
+_ENTITY_REFERENCE = re.compile(rb"&([A-Za-z_:][\w.:-]*);")
+_PREDEFINED_ENTITIES = frozenset({b"lt", b"gt", b"amp", b"quot", b"apos"})
+_PROLOG_SPACE = frozenset(b" \t\r\n")
+
+
+def defuse_xml(body: bytes, headers: dict[str, str], warnings: list[str]) -> bytes:
+    """The body as UTF-8 without control bytes, forbidden character references or DOCTYPEs.
+
+    ``headers`` (feedparser's response headers) get ``charset=utf-8`` to match;
+    what was wrong with the document is appended to ``warnings``."""
+    body = _to_utf8(body, headers, warnings)
+    body, runs = _CONTROL_BYTES.subn(b"", body)
+    if runs:
+        warnings.append(f"control characters removed ({runs} places)")
+    replaced = 0
+
+    def legal(match: re.Match[bytes]) -> bytes:
+        nonlocal replaced
+        hex_digits, decimal = match.groups()
+        code = int(hex_digits, 16) if hex_digits else int(decimal)
+        if code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD:
+            return match.group(0)
+        if 0x10000 <= code <= 0x10FFFF:
+            return match.group(0)
+        replaced += 1
+        return b"" if code < 0x20 else b"&#xFFFD;"
+
+    body = _CHAR_REF.sub(legal, body)
+    if replaced:
+        warnings.append(f"references to characters XML forbids removed ({replaced})")
+    return _remove_doctypes(body, warnings)
+
+
+def _to_utf8(body: bytes, headers: dict[str, str], warnings: list[str]) -> bytes:
+    """Decode as feedparser would (HTTP charset, XML declaration, BOM, fallbacks), to UTF-8.
+
+    Done first so that no encoding in which '<' is not the byte '<' (UTF-16,
+    UTF-7, EBCDIC) can hide a DOCTYPE from ``_remove_doctypes``; feedparser
+    is then told the body is UTF-8, which it now is."""
+    result: dict[str, Any] = {}
+    try:
+        utf8 = bytes(feedparser.encodings.convert_to_utf8(headers, body, result))
+    except Exception:  # an internal helper of feedparser's; if it ever breaks, plain UTF-8
+        utf8 = body.decode("utf-8", "replace").encode("utf-8")
+        result = {}
+    problem = result.get("bozo_exception")
+    if problem is not None and not isinstance(problem, feedparser.NonXMLContentType):
+        warnings.append(str(problem))
+    if "content-type" in headers:
+        mime = headers["content-type"].split(";")[0].strip() or "application/xml"
+        headers["content-type"] = f"{mime}; charset=utf-8"
+    return utf8
+
+
+def _xml_declaration_end(body: bytes) -> int:
+    declaration = _XML_DECLARATION.match(body)
+    return declaration.end() if declaration else 0
+
+
+def _remove_doctypes(body: bytes, warnings: list[str]) -> bytes:
+    """Drop every declaration (DOCTYPE above all) from the prolog, keep its comments and PIs.
+
+    Then make sure feedparser finds no ``<!ENTITY`` where it looks for them
+    (before the first ASCII tag, comments included): it would hand those to its
+    loose parser, which expands them without limit."""
+    kept: list[bytes] = []
+    entities: dict[bytes, bytes | None] = {}
+    subsets = 0
+    position, size = 0, len(body)
+    while True:
+        token = position
+        while token < size and body[token] in _PROLOG_SPACE:
+            token += 1
+        if body.startswith(b"<?", token):
+            close = body.find(b"?>", token + 2)
+            end = size if close < 0 else close + 2
+        elif body.startswith(b"<!--", token):
+            close = body.find(b"-->", token + 4)
+            end = size if close < 0 else close + 3
+        elif body.startswith(b"<!", token):
+            end = _declaration_end(body, token)
+            declaration = body[token:end]
+            if _DOCTYPE.match(declaration) and b"[" in declaration:
+                subsets += 1
+                entities = _declared_entities(declaration) | entities
+            kept.append(body[position:token])
+            position = end
+            continue
+        else:
+            break
+        kept.append(body[position:end])
+        position = end
+    body = b"".join(kept) + body[position:]
+    first_tag = _ASCII_TAG.search(body)
+    head_end = first_tag.start() if first_tag else len(body)
+    head, hidden = _ENTITY_TEXT.subn(b"&lt;!ENTITY", body[:head_end])
+    body = head + body[head_end:]
+    if hidden:
+        warnings.append(f"entity declarations outside a DTD neutralized ({hidden})")
+    if not subsets:
+        return body
+    body, dropped = _replace_entity_references(body, entities)
+    note = f"DTD internal subset removed ({len(entities)} entities declared"
+    warnings.append(note + (f", {dropped} references dropped)" if dropped else ")"))
+    return body
+
+
+def _declaration_end(body: bytes, start: int) -> int:
+    """The index after the ``>`` closing the declaration at ``start`` (or the body's end)."""
+    depth = 0
+    for token in _DECLARATION_TOKEN.finditer(body, start + 2):
+        mark = token.group(0)
+        if mark == b"[":
+            depth += 1
+        elif mark == b"]":
+            depth = max(depth - 1, 0)
+        elif mark == b">" and depth == 0:
+            return token.end()
+    return len(body)
+
+
+def _declared_entities(declaration: bytes) -> dict[bytes, bytes | None]:
+    """General entities of a DTD subset: the value when it is simple, else None."""
+    entities: dict[bytes, bytes | None] = {}
+    for match in _ENTITY_DECLARATION.finditer(declaration):
+        parameter, name, double, single, external = match.groups()
+        if parameter or name in _PREDEFINED_ENTITIES:
+            continue
+        value = double if double is not None else single
+        simple = value is not None and not external and _SIMPLE_ENTITY_VALUE.fullmatch(value)
+        entities.setdefault(name, value if simple else None)  # XML: the first one counts
+    return entities
+
+
+def _replace_entity_references(
+    body: bytes, entities: dict[bytes, bytes | None]
+) -> tuple[bytes, int]:
+    """Substitute simple entities (growing the body by at most its size); drop the rest."""
+    budget = len(body)
+    dropped = 0
+
+    def substitute(match: re.Match[bytes]) -> bytes:
+        nonlocal budget, dropped
+        name = match.group(1)
+        if name not in entities:
+            return match.group(0)  # not declared there: an HTML entity feedparser knows
+        value = entities[name]
+        if value is None or len(value) > budget:
+            dropped += 1
+            return b""
+        budget -= len(value)
+        return value
+
+    return _ENTITY_REFERENCE.sub(substitute, body), dropped
+
+
 # --- JSON Feed ------------------------------------------------------------------------------
+
+
+def _link(feed: Any, rel: str) -> str | None:
+    for link in feed.get("links") or ():
+        if link.get("rel") == rel and link.get("href"):
+            return str(link["href"])
+    return None
 
 
 def _parse_json_feed(body: bytes) -> ParsedFeed:
     try:
-        document = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ParseError(f"invalid JSON Feed: {exc}") from exc
+        document = json.loads(body.decode("utf-8-sig", "replace"))
+    except RecursionError:
+        raise ParseError("invalid JSON Feed: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer with too many digits
+        raise ParseError(f"invalid JSON Feed: {exc}") from None
     if not isinstance(document, dict) or not str(document.get("version", "")).startswith(
         "https://jsonfeed.org/version/"
     ):
-        raise ParseError("not a feed: JSON without a jsonfeed.org version")
+        raise NotAFeedError("not a feed: JSON without a jsonfeed.org version")
     items = document.get("items")
     if not isinstance(items, list):
         raise ParseError("invalid JSON Feed: 'items' is not a list")
+    warning = None
+    if len(items) > MAX_ENTRIES:
+        warning = f"{len(items)} items: only the first {MAX_ENTRIES} were read"
+        items = items[:MAX_ENTRIES]
     feed_language = _str_or_none(document.get("language"))
     return ParsedFeed(
         title=_str_or_none(document.get("title")),
         site_url=_str_or_none(document.get("home_page_url")),
         language=feed_language,
+        hub=_json_hub(document.get("hubs")),
+        self_url=_str_or_none(document.get("feed_url")),
         entries=[_entry_from_json(item) for item in items if isinstance(item, dict)],
+        warning=warning,
     )
 
 
@@ -227,3 +449,14 @@ def _parse_rfc3339(value: Any) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def _json_hub(hubs: Any) -> str | None:
+    for hub in hubs if isinstance(hubs, list) else ():
+        if (
+            isinstance(hub, dict)
+            and str(hub.get("type", "")).lower() == "websub"
+            and hub.get("url")
+        ):
+            return str(hub["url"])
+    return None

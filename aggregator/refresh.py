@@ -13,10 +13,10 @@ import logging
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from aggregator import queue, schedule
+from aggregator import logs, metrics, queue, schedule, websub
 from aggregator.errors import FeedError, HTTPStatusError
 from aggregator.feeds import Feed
-from aggregator.normalize import FeedContext
+from aggregator.normalize import Article, FeedContext
 from aggregator.politeness import HostBusyError
 from aggregator.runtime import Runtime
 from aggregator.store import StoreBatch, StoreResult, Validators, store_batch
@@ -35,19 +35,29 @@ class Outcome(StrEnum):
 
 
 async def refresh_feed(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
+    outcome = await _refresh(rt, feed_id, lease_token)
+    if outcome is not Outcome.FAILED:  # failures are counted with their kind in _failed
+        metrics.FETCHES.labels(outcome=outcome.value, error_kind="").inc()
+    return outcome
+
+
+async def _refresh(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
     feed = await schedule.claim(rt.pool, rt.settings, feed_id, lease_token)
     if feed is None:
         return Outcome.SKIPPED  # stale job: already polled, re-leased, removed or disabled
+    flog = logs.for_feed(log, feed.id, feed.url)
     settings, now = rt.settings, datetime.now(UTC)
     interval = feed.poll_interval or feed.update_interval or settings.poll_interval
     try:
         async with rt.hosts.slot(feed.url):
-            response = await rt.fetcher.fetch(
-                feed.url, etag=feed.etag, last_modified=feed.last_modified
-            )
+            with metrics.FETCH_SECONDS.time():
+                response = await rt.fetcher.fetch(
+                    feed.url, etag=feed.etag, last_modified=feed.last_modified
+                )
         if await schedule.record_redirect(rt.pool, settings, feed, response.moved_to):
-            log.warning("feed %d moved permanently: %s -> %s", feed.id, feed.url, response.moved_to)
+            flog.warning("moved permanently to %s", response.moved_to)
         if response.not_modified or response.body is None:
+            await websub.renew_if_due(rt, feed, hub=None, topic=None, now=now)
             await schedule.record_unchanged(rt.pool, settings, feed, interval)
             return Outcome.NOT_MODIFIED
         body_hash = hashlib.sha256(response.body).hexdigest()
@@ -55,6 +65,7 @@ async def refresh_feed(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
             etag=response.etag, last_modified=response.last_modified, body_hash=body_hash
         )
         if body_hash == feed.last_body_hash:
+            await websub.renew_if_due(rt, feed, hub=None, topic=None, now=now)
             await schedule.record_unchanged(
                 rt.pool, settings, feed, interval, **validators.model_dump()
             )
@@ -72,9 +83,7 @@ async def refresh_feed(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
     except FeedError as error:
         return await _failed(rt, feed, error, now)
     if document.warning:
-        log.info(
-            "feed %d %s: recovered from malformed XML: %s", feed.id, feed.url, document.warning
-        )
+        flog.info("recovered from malformed XML: %s", document.warning)
 
     interval = schedule.poll_interval(
         settings,
@@ -89,37 +98,80 @@ async def refresh_feed(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
         ),
         observed=schedule.observed_interval([a.published_at for a in articles]),
     )
-    unseen = await rt.seen.unseen(feed.id, [a.content_hash for a in articles])
-    fresh = [a for a in articles if a.content_hash in unseen]
-    if not fresh:
+    await websub.renew_if_due(rt, feed, hub=document.hub, topic=document.self_url, now=now)
+    queued = await deliver(
+        rt, feed.id, feed.url, articles, body_hash=body_hash, validators=validators, now=now
+    )
+    if not queued:
         await schedule.record_unchanged(
             rt.pool, settings, feed, interval, **validators.model_dump()
         )
         return Outcome.NOTHING_NEW
-    batch = StoreBatch(
-        feed_id=feed.id, body_hash=body_hash, validators=validators, articles=fresh, fetched_at=now
-    )
-    await queue.enqueue_store(rt.redis, batch.model_dump(mode="json"))
     await schedule.record_success(
         rt.pool, settings, feed, interval, title=document.title, site_url=document.site_url
     )
-    log.debug("feed %d %s: %d of %d articles queued", feed.id, feed.url, len(fresh), len(articles))
+    flog.debug("%d of %d articles queued", queued, len(articles))
     return Outcome.QUEUED
 
 
+async def deliver(
+    rt: Runtime,
+    feed_id: int,
+    feed_url: str,
+    articles: list[Article],
+    *,
+    body_hash: str,
+    validators: Validators | None,
+    now: datetime,
+) -> int:
+    """Queue a store batch with the articles this feed has not delivered yet; return how many."""
+    unseen = await rt.seen.unseen(feed_id, [a.content_hash for a in articles])
+    fresh = [a for a in articles if a.content_hash in unseen]
+    if fresh:
+        batch = StoreBatch(
+            feed_id=feed_id,
+            feed_url=feed_url,
+            body_hash=body_hash,
+            validators=validators,
+            articles=fresh,
+            fetched_at=now,
+        )
+        await queue.enqueue_store(rt.redis, batch.model_dump(mode="json"))
+    return len(fresh)
+
+
+async def ingest_push(rt: Runtime, feed: Feed, body: bytes, content_type: str | None) -> int:
+    """Content a WebSub hub pushed: parsed, deduped and stored like a poll's.
+
+    The feed's validators stay as they are: a push says nothing about what the next
+    poll will see. A body that is not a feed raises ``FeedError``."""
+    now = datetime.now(UTC)
+    _, articles = await rt.parse(
+        body,
+        url=feed.url,
+        content_type=content_type,
+        feed=FeedContext(url=feed.url, language=feed.language, region=feed.region),
+        now=now,
+    )
+    body_hash = hashlib.sha256(body).hexdigest()
+    return await deliver(
+        rt, feed.id, feed.url, articles, body_hash=body_hash, validators=None, now=now
+    )
+
+
 async def _failed(rt: Runtime, feed: Feed, error: FeedError, now: datetime) -> Outcome:
+    flog = logs.for_feed(log, feed.id, feed.url)
     if isinstance(error, HTTPStatusError) and error.status in (429, 503):
         await rt.hosts.penalize(feed.url)
+    metrics.FETCHES.labels(outcome=Outcome.FAILED.value, error_kind=error.kind).inc()
     disabled = await schedule.record_failure(rt.pool, rt.settings, feed, error, now=now)
     if disabled:
-        log.warning("feed %d %s disabled: %s", feed.id, feed.url, disabled)
+        flog.warning("disabled: %s", disabled)
     elif feed.error_count == 0:  # a failing feed is a warning once, then quieter
-        log.warning("feed %d %s failed (%s): %s", feed.id, feed.url, error.kind, error)
+        flog.warning("failed (%s): %s", error.kind, error)
     else:
-        log.info(
-            "feed %d %s failed again (%s, %d in a row): %s",
-            feed.id,
-            feed.url,
+        flog.info(
+            "failed again (%s, %d in a row): %s",
             error.kind,
             feed.error_count + 1,
             error,
@@ -132,5 +184,12 @@ async def store_articles(rt: Runtime, batch: StoreBatch) -> StoreResult:
     async with rt.pool.acquire() as conn:
         result = await store_batch(conn, batch)
     await rt.seen.mark(batch.feed_id, (a.content_hash for a in batch.articles))
-    log.debug("feed %d: stored %d new, %d merged", batch.feed_id, result.new, result.merged)
+    metrics.ARTICLES_STORED.inc(result.new)
+    metrics.ARTICLES_MERGED.inc(result.merged)
+    new = [a for a in batch.articles if a.content_hash in result.new_hashes]
+    if new:
+        metrics.observe_freshness(new[0].region, [a.published_at for a in new], datetime.now(UTC))
+    logs.for_feed(log, batch.feed_id, batch.feed_url).debug(
+        "stored %d new, %d merged", result.new, result.merged
+    )
     return result

@@ -119,6 +119,26 @@ class Settings(BaseSettings):
         30, description="Days a feed's delivered article hashes stay in the Redis cache."
     )
 
+    retention_days: float | None = Field(
+        None, gt=0, description="Delete articles first seen more than this many days ago, "
+        "once a day (as `aggregator prune`); unset keeps everything."
+    )
+    http_host: str = Field(
+        "127.0.0.1",
+        description="Address the daemon's HTTP server (health, metrics, WebSub) binds to.",
+    )
+    http_port: int | None = Field(
+        None, ge=0, le=65535, description="Port of the daemon's HTTP server; unset: no server."
+    )
+    websub_callback_url: str | None = Field(
+        None,
+        description="Public URL that reaches the daemon's /websub path (through your proxy); "
+        "set it to subscribe to feeds' WebSub hubs for push. Polling stays as the fallback.",
+    )
+    websub_lease_seconds: Seconds = Field(
+        10 * 86400, description="Subscription lease asked of WebSub hubs; renewed before it ends."
+    )
+
     @property
     def http_user_agent(self) -> str:
         from aggregator import __version__
@@ -155,3 +175,20 @@ def _describe(exc: ValidationError) -> str:
         else:
             problems.append(str(error["msg"]).removeprefix("Value error, "))
     return "invalid setting: " + "; ".join(problems)
+
+
+def reference() -> str:
+    """The configuration reference as a Markdown table, generated from ``Settings``.
+
+    The README's table is this text (a test keeps them equal), so it cannot drift."""
+    rows = ["| setting | default | what it does |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "see description"
+        elif field.default is None:
+            default = "unset"
+        else:
+            default = f"`{field.default}`"
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {default} | {description} |")
+    return "\n".join(rows) + "\n"

@@ -3,18 +3,22 @@
 Inserts articles (the unique key on ``content_hash`` decides what is new),
 records a sighting per (article, feed), and advances the feed's validators in
 the same transaction, so a batch lost before commit means the next poll fetches
-the whole feed again. Re-running a batch changes nothing.
+the whole feed again. Re-running a batch changes nothing. New articles get
+their outbox row and NOTIFY in the same transaction (``aggregator.outbox``),
+and their story (``aggregator.stories``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 from pydantic import BaseModel
 
 from aggregator.normalize import Article
+from aggregator.outbox import record_arrivals
+from aggregator.stories import DEFAULT_WINDOW, assign_stories
 
 
 class Validators(BaseModel):
@@ -29,8 +33,10 @@ class StoreBatch(BaseModel):
     """The store job's payload (JSON on the queue)."""
 
     feed_id: int
+    feed_url: str = ""  # for logs
     body_hash: str
-    validators: Validators
+    # None for pushed content (WebSub): it says nothing about what the next poll will see.
+    validators: Validators | None
     articles: list[Article]
     fetched_at: datetime
 
@@ -40,6 +46,7 @@ class StoreResult:
     new: int
     merged: int
     sightings: int
+    new_hashes: frozenset[str] = frozenset()
 
 
 _INSERT_ARTICLES = """
@@ -50,7 +57,7 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
             $7::text[], $8::text[], $9::text[], $10::timestamptz[])
 ORDER BY 1
 ON CONFLICT (content_hash) DO NOTHING
-RETURNING id
+RETURNING id, content_hash
 """
 
 _INSERT_SIGHTINGS = """
@@ -79,7 +86,9 @@ def unique_by_hash(articles: list[Article]) -> list[Article]:
     return unique
 
 
-async def store_batch(conn: asyncpg.Connection, batch: StoreBatch) -> StoreResult:
+async def store_batch(
+    conn: asyncpg.Connection, batch: StoreBatch, *, story_window: timedelta = DEFAULT_WINDOW
+) -> StoreResult:
     """Insert a feed's batch and advance its validators, atomically."""
     articles = sorted(unique_by_hash(batch.articles), key=lambda a: a.content_hash)
     columns = list(zip(*(_article_row(a) for a in articles), strict=True)) or [()] * 10
@@ -94,15 +103,31 @@ async def store_batch(conn: asyncpg.Connection, batch: StoreBatch) -> StoreResul
             [a.title for a in articles],
             batch.fetched_at,
         )
-        await conn.execute(
-            _ADVANCE_VALIDATORS,
-            batch.feed_id,
-            batch.validators.etag,
-            batch.validators.last_modified,
-            batch.validators.body_hash,
+        # Before the feed row is locked: the story step may wait for other workers' commits.
+        by_hash = {a.content_hash: a for a in articles}
+        await assign_stories(
+            conn,
+            [(row["id"], by_hash[row["content_hash"]]) for row in inserted],
+            seen_at=batch.fetched_at,
+            window=story_window,
         )
+        if batch.validators is not None:
+            await conn.execute(
+                _ADVANCE_VALIDATORS,
+                batch.feed_id,
+                batch.validators.etag,
+                batch.validators.last_modified,
+                batch.validators.body_hash,
+            )
+        # Last: outbox rows and NOTIFY for the new articles (see aggregator.outbox).
+        await record_arrivals(conn, [row["id"] for row in inserted])
     sightings = int(status.rsplit(" ", 1)[1])
-    return StoreResult(new=len(inserted), merged=sightings - len(inserted), sightings=sightings)
+    return StoreResult(
+        new=len(inserted),
+        merged=sightings - len(inserted),
+        sightings=sightings,
+        new_hashes=frozenset(row["content_hash"] for row in inserted),
+    )
 
 
 def _article_row(a: Article) -> tuple[object, ...]:

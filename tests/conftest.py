@@ -23,7 +23,7 @@ from aggregator.embedded import EmbeddedServices  # noqa: E402
 from aggregator.runtime import Runtime, open_runtime  # noqa: E402
 from aggregator.settings import Settings  # noqa: E402
 
-TABLES = ("article_sources", "articles", "feeds")
+TABLES = ("article_sources", "articles", "feeds", "outbox", "subscribers", "stories", "story_keys")
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +44,7 @@ def service_urls() -> Iterator[tuple[str, str]]:
         yield database_url, redis_url
     finally:
         asyncio.run(services.drop_database(server_db, name))
+        services.release_redis_db(redis_url)
         if embedded is not None:
             embedded.stop()
             shutil.rmtree(embedded.data_dir, ignore_errors=True)
@@ -70,6 +71,7 @@ async def clean_services(database_url: str, redis_url: str) -> AsyncIterator[Non
         await conn.close()
     client = redis.asyncio.from_url(redis_url)
     await client.flushdb()
+    await client.set(services.SESSION_KEY, os.getpid(), ex=3 * 3600)  # keep our claim on it
     await client.aclose()
     yield
 

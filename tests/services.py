@@ -13,8 +13,8 @@ import socket
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import redis
 
-TEST_REDIS_DB = int(os.environ.get("AGGREGATOR_TEST_REDIS_DB", "13"))
 
 
 def listening(host: str, port: int) -> bool:
@@ -39,8 +39,33 @@ def server_redis_url() -> str | None:
     if url:
         return url
     if listening("127.0.0.1", 6379):
-        return f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+        return f"redis://127.0.0.1:6379/{claim_redis_db('127.0.0.1', 6379)}"
     return None
+
+
+SESSION_KEY = "aggregator-test-session"
+
+
+def claim_redis_db(host: str, port: int) -> int:
+    """A Redis database number no other test session is using (arq's queue names are
+    fixed, so two sessions sharing one database would run each other's jobs)."""
+    for db in range(15, 0, -1):
+        client = redis.Redis(host=host, port=port, db=db)
+        try:
+            if client.set(SESSION_KEY, os.getpid(), nx=True, ex=3 * 3600):
+                return db
+        finally:
+            client.close()
+    raise RuntimeError("every Redis database 1-15 is claimed by another test session")
+
+
+def release_redis_db(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        if client.get(SESSION_KEY) == str(os.getpid()).encode():
+            client.delete(SESSION_KEY)
+    finally:
+        client.close()
 
 
 def with_database(url: str, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,8 @@ def test_run_once_prints_a_summary(env: dict[str, str], tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "feeds ok: 3, failed: 1" in result.stdout
     assert "articles new: " in result.stdout and "missing.xml" in result.stdout
+    # Not a terminal: every log line is JSON, and a line about a feed names it.
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    failure = next(line for line in lines if line.get("feed_url", "").endswith("/missing.xml"))
+    assert failure["level"] == "warning" and failure["feed_id"] == 4
+    assert failure["event"] == "failed (not_found): HTTP 404 File not found"

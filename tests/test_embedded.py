@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -85,7 +86,8 @@ async def test_run_once_without_urls_uses_embedded_servers_and_keeps_data(
     second = await cli(["run", "--once"], env)  # a new process: same data, nothing new
     assert second.returncode == 0, second.stderr
     assert "articles new: 0," in second.stdout
-    assert "4 ok" in (await cli(["status"], env)).stdout
+    status = json.loads((await cli(["status", "--json"], env)).stdout)
+    assert [f["state"] for f in status["feeds"]] == ["ok"] * 4
     assert await count_articles(data_dir) == stored
     # Every command stopped the servers it started: nothing is left listening.
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
@@ -108,7 +110,7 @@ async def test_demo_prints_what_it_stored(data_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "feeds polled: 7 ok, 0 failed" in out
-    assert "polled 7/7 feeds" in out, "progress while ingesting"
+    assert "ingesting: 7/7 feeds polled, 39 articles stored" in out, "progress while ingesting"
     # The bundled samples: 46 items, 39 distinct stories (aggregator/samples/README.md).
     assert "items seen: 46; stored as 39 articles (7 duplicates merged across outlets)" in out
 

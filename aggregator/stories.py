@@ -1,0 +1,660 @@
+"""Stories: the edited copies of one news story, across outlets, grouped under one ``story_id``.
+
+The content hash merges byte-identical bodies; this module groups what is left:
+a wire story with a new headline, a trimmed ending, an editor's note, a
+summary-only digest entry, a Persian copy typed with Arabic letters, a late
+republication with a new dateline. Every newly stored article joins the story
+of a matching article published within a window (default 7 days) or starts
+its own story, whose id is the article's own id.
+
+Finding candidates costs the same however many articles are stored: each
+article leaves a few keys in ``story_keys`` (MinHash LSH bands of its whole
+text and of its lead, its canonical URL, publisher-scoped guid and headline),
+and a new article looks up only its own keys in that indexed table. Candidates
+are then verified on their text, because similar text alone is not enough on
+news:
+
+* Templated bulletins (prices, weather) repeat their wording every issue.
+  Their figures are the story: when the figures differ, two near-identical
+  texts are different stories, unless exactly one figure changed in otherwise
+  identical wording (a correction).
+* A summary or a truncated copy is mostly *contained* in the full text, so
+  containment counts, not only Jaccard similarity.
+* The same canonical URL or guid, or the same headline within two days, ties a
+  short copy (summary, "Continue reading" stub) to its story; two long texts
+  at one address that say different things stay apart (a rolling page).
+
+An article that matches a copy strongly (near-identical text, the same URL or
+guid) and also matches another story shows that the two are one story (say, a
+paraphrased summary stored before the full text that links it to the rest): the
+later story merges into the older, and keeps its row with ``merged_into``.
+
+Text is compared after its own normalization, separate from the content
+hash's body-text rules: datelines are dropped, Arabic/Persian letter variants,
+ZWNJ, diacritics, tatweel and Eastern digits are folded, case is folded
+(Turkish dotted and dotless i alike).
+
+Store workers assign stories under one transaction-level advisory lock, taken
+after the CPU work and held to commit, so two workers storing copies of one
+story at once cannot each start a story of their own.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import sys
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import IntEnum
+from functools import cache, lru_cache
+from urllib.parse import urlsplit
+
+import asyncpg
+import numpy as np
+
+from aggregator.normalize import Article
+
+DEFAULT_WINDOW = timedelta(days=7)
+# A shared headline is weaker evidence than shared text: recurring headlines exist.
+TITLE_WINDOW = timedelta(days=2)
+
+SHINGLE_WORDS = 3
+LEAD_WORDS = 40
+MIN_TITLE_WORDS = 5
+# Fewer shingles than this is a stub ("Continue reading..."): its text proves nothing.
+STUB_SHINGLES = 8
+# Fewer than this is a summary or brief; at least this on both sides, two texts are
+# long enough to contradict a shared URL or headline.
+SHORT_SHINGLES = 30
+
+# Similarity thresholds (Jaccard J, containment C of the smaller text in the larger).
+SAME_TEXT_JACCARD = 0.5
+SAME_TEXT_CONTAINMENT = 0.7
+# With a shared URL, guid or headline, a long text only has to agree this much.
+LINKED_CONTAINMENT = 0.3
+# Near-duplicates this close may merge two stories that a new copy bridges.
+STRONG_JACCARD = 0.6
+# Texts longer than this are not diffed word by word to tell a correction from a new issue.
+MAX_DIFF_WORDS = 5_000
+
+# MinHash: BODY_BANDS x BODY_ROWS hash functions over the whole text, and
+# LEAD_BANDS x LEAD_ROWS over its first LEAD_WORDS words. A pair with Jaccard
+# 0.5 shares a body band with probability 1 - (1 - 0.5**3)**20 = 0.93.
+BODY_BANDS, BODY_ROWS = 20, 3
+LEAD_BANDS, LEAD_ROWS = 10, 2
+_PERMUTATIONS = BODY_BANDS * BODY_ROWS + LEAD_BANDS * LEAD_ROWS
+
+_LOCK_ID = 0x73746F72  # "stor": one advisory lock for every store worker's assignment step
+
+# --- text normalization -----------------------------------------------------------------------
+
+_FOLD = str.maketrans(
+    {
+        "\u064a": "\u06cc",  # Arabic yeh -> Persian yeh
+        "\u0649": "\u06cc",  # alef maksura
+        "\u0643": "\u06a9",  # Arabic kaf -> keheh
+        "\u0629": "\u0647",  # teh marbuta -> heh
+        "\u06c0": "\u0647",  # heh with yeh above
+        "\u0640": None,  # tatweel
+        "\u200c": " ",  # ZWNJ: typed as a space (or nothing) by many outlets
+        "\u066b": ".",  # Arabic decimal separator
+        "\u066c": ",",  # Arabic thousands separator
+        "\u0131": "i",  # Turkish dotless i; with İ and I below, every i is one letter
+        "\u0130": "i",
+        "I": "i",
+        **{chr(0x0660 + d): str(d) for d in range(10)},  # Arabic-Indic digits
+        **{chr(0x06F0 + d): str(d) for d in range(10)},  # Persian digits
+    }
+)
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
+# "AMMAN, Jordan, Sept. 11 (CWS) — ", "الرياض (الشرق) — ", "LONDON - ": where, when and
+# which agency, which outlets add, drop or rewrite independently of the story.
+_DATELINE = re.compile(r"^(?P<place>[^\n—–]{1,80}?)\s*(?:—|–|--|-)\s+")
+
+
+def fold(text: str) -> str:
+    """Text with the differences that outlets introduce but readers ignore removed."""
+    if text.isascii():
+        return text.translate(_FOLD).casefold()
+    text = unicodedata.normalize("NFKC", text).translate(_FOLD).casefold()
+    # NFKD splits hamza forms and Latin accents into base letter + mark; marks and
+    # format characters (ZWJ, bidi controls) go.
+    return unicodedata.normalize("NFKD", text).translate(_marks_and_format())
+
+
+@cache
+def _marks_and_format() -> dict[int, None]:
+    """Every nonspacing mark and format character, as a ``str.translate`` table."""
+    return {
+        c: None for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in ("Mn", "Cf")
+    }
+
+
+def words(text: str) -> list[str]:
+    """Folded word and number tokens; a number keeps its separators ("33,048", "2.7")."""
+    return _TOKEN.findall(fold(text))
+
+
+def strip_dateline(text: str) -> str:
+    """The text without a leading dateline (a place, a date or an agency, then a dash)."""
+    match = _DATELINE.match(text)
+    if match is None:
+        return text
+    place = match["place"]
+    if place.endswith(")") or _is_upper(place):
+        return text[match.end() :]
+    return text
+
+
+def _is_upper(text: str) -> bool:
+    letters = [c for c in text if c.isalpha()]
+    return len(letters) >= 3 and all(c.isupper() for c in letters)
+
+
+def _is_number(token: str) -> bool:
+    return token[0].isdigit()
+
+
+_MASK64 = 0xFFFF_FFFF_FFFF_FFFF
+_ODD = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_SEEDS = np.random.default_rng(0x5EED).integers(0, 2**63, size=_PERMUTATIONS, dtype=np.uint64)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, elementwise: uint64 arithmetic wraps, as the mixer intends."""
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)  # type: ignore[no-any-return]
+
+
+def _hash64(value: str) -> int:
+    """A stable signed 64-bit hash (Postgres bigint); Python's hash() differs per process."""
+    digest = hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+@lru_cache(maxsize=1 << 16)
+def _token_hash(token: str) -> int:
+    """A word's hash; every number hashes alike, so templated text lines up."""
+    return _hash64("0" if _is_number(token) else token) & _MASK64
+
+
+def shingle_hashes(tokens: Sequence[str], size: int = SHINGLE_WORDS) -> np.ndarray:
+    """Hashed word shingles (unique, unsigned 64-bit), numbers masked."""
+    if not tokens:
+        return np.zeros(0, dtype=np.uint64)
+    hashed = np.fromiter(
+        map(_token_hash, tokens),
+        dtype=np.uint64,
+        count=len(tokens),
+    )
+    if len(hashed) < size:  # a text shorter than a shingle is one shingle
+        hashed = np.concatenate([hashed, np.zeros(size - len(hashed), dtype=np.uint64)])
+    count = len(hashed) - size + 1
+    combined = hashed[:count].copy()
+    for offset in range(1, size):
+        combined = _mix(combined * _ODD + hashed[offset : offset + count])
+    return np.unique(combined)
+
+
+def shingles(tokens: Sequence[str], size: int = SHINGLE_WORDS) -> frozenset[int]:
+    """The shingle hashes as a set, for exact Jaccard and containment."""
+    return frozenset(shingle_hashes(tokens, size).tolist())
+
+
+# --- MinHash ----------------------------------------------------------------------------------
+
+
+def minhash(hashes: np.ndarray | Iterable[int], seeds: np.ndarray = _SEEDS) -> np.ndarray:
+    """One minimum per seed of splitmix64(shingle ^ seed): a MinHash signature."""
+    if isinstance(hashes, np.ndarray):
+        values = hashes.astype(np.uint64, copy=False)
+    else:
+        values = np.fromiter((h & _MASK64 for h in hashes), dtype=np.uint64)
+    if values.size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    return _mix(values[None, :] ^ seeds[:, None]).min(axis=1)  # type: ignore[no-any-return]
+
+
+def band_keys(kind: str, signature: np.ndarray, bands: int, rows: int) -> list[int]:
+    """One key per band of ``rows`` signature values: equal keys, equal band."""
+    if signature.size == 0:
+        return []
+    return [
+        _hash64(f"{kind}{b}:" + signature[b * rows : (b + 1) * rows].tobytes().hex())
+        for b in range(bands)
+    ]
+
+
+# --- fingerprints and evidence ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What story matching knows about one article."""
+
+    tokens: tuple[str, ...]
+    shingles: frozenset[int]
+    numbers: frozenset[str]
+    title: str
+    published_at: datetime
+    identity: frozenset[int] = frozenset()  # canonical URL and publisher-scoped guid keys
+    keys: tuple[int, ...] = field(default=(), compare=False)
+
+    @property
+    def is_stub(self) -> bool:
+        return len(self.shingles) < STUB_SHINGLES
+
+    @property
+    def is_short(self) -> bool:
+        return len(self.shingles) < SHORT_SHINGLES
+
+
+def fingerprint(
+    *,
+    title: str,
+    text: str,
+    published_at: datetime,
+    canonical_url: str | None = None,
+    guid: str | None = None,
+    with_keys: bool = True,
+) -> Fingerprint:
+    """What matching needs of an article; ``with_keys=False`` skips the lookup keys
+    (a stored candidate only needs to be compared)."""
+    tokens = words(strip_dateline(text.strip()))
+    title_tokens = words(title)
+    hashes = shingle_hashes(tokens)
+    shingle_set = frozenset(hashes.tolist())
+    numbers = frozenset(t for t in (*tokens, *title_tokens) if _is_number(t))
+    identity = frozenset(_identity_keys(canonical_url, guid))
+    keys: list[int] = []
+    # A stub's text proves nothing, and every "Continue reading" would share its bands.
+    if with_keys and len(shingle_set) >= STUB_SHINGLES:
+        signature = minhash(hashes)
+        keys += band_keys("b", signature[: BODY_BANDS * BODY_ROWS], BODY_BANDS, BODY_ROWS)
+        lead = minhash(shingle_hashes(tokens[:LEAD_WORDS]), _SEEDS[BODY_BANDS * BODY_ROWS :])
+        keys += band_keys("l", lead, LEAD_BANDS, LEAD_ROWS)
+    folded_title = " ".join(title_tokens)
+    if len(title_tokens) >= MIN_TITLE_WORDS:
+        keys.append(_title_key(folded_title))
+    keys += sorted(identity)
+    return Fingerprint(
+        tokens=tuple(tokens),
+        shingles=shingle_set,
+        numbers=numbers,
+        title=folded_title,
+        published_at=published_at,
+        identity=identity,
+        keys=tuple(dict.fromkeys(keys)),
+    )
+
+
+def article_fingerprint(article: Article) -> Fingerprint:
+    return fingerprint(
+        title=article.title,
+        text=article.content_text or article.summary,
+        published_at=article.published_at,
+        canonical_url=article.canonical_url,
+        guid=article.guid,
+    )
+
+
+def _title_key(folded_title: str) -> int:
+    return _hash64("t:" + folded_title)
+
+
+def _identity_keys(canonical_url: str | None, guid: str | None) -> Iterable[int]:
+    host = ""
+    if canonical_url:
+        parts = urlsplit(canonical_url)
+        host = parts.hostname or ""
+        # A site's front page stands in for a missing link; it identifies nothing.
+        if parts.path.strip("/") or parts.query:
+            yield _hash64("u:" + canonical_url)
+    if guid:
+        # A guid is unique within its publisher only: "12345" at two sites is two items.
+        if host:
+            yield _hash64(f"g:{host}\x1f{guid}")
+        elif "://" in guid or guid.startswith(("tag:", "urn:")):
+            yield _hash64("g:\x1f" + guid)
+
+
+class Evidence(IntEnum):
+    NONE = 0
+    LINKED = 1  # the same story: join it
+    STRONG = 2  # a copy (near-identical text, or the same address): firmly placed, so any
+    # other story the article matches is this one too, and merges into it
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    evidence: Evidence
+    score: float
+
+
+NO_MATCH = Match(Evidence.NONE, 0.0)
+
+
+def compare(new: Fingerprint, old: Fingerprint, *, window: timedelta = DEFAULT_WINDOW) -> Match:
+    """Whether two articles tell the same story, and how sure that is."""
+    gap = abs(new.published_at - old.published_at)
+    if gap > window or not figures_agree(new, old):
+        return NO_MATCH
+    common = len(new.shingles & old.shingles)
+    union = len(new.shingles) + len(old.shingles) - common
+    smaller = min(len(new.shingles), len(old.shingles))
+    jaccard = common / union if union else 0.0
+    containment = common / smaller if smaller else 0.0
+    linked = bool(new.identity & old.identity) or (
+        len(new.title.split()) >= MIN_TITLE_WORDS and new.title == old.title and gap <= TITLE_WINDOW
+    )
+    score = max(jaccard, containment)
+
+    if not (new.is_stub or old.is_stub):
+        if jaccard >= STRONG_JACCARD:
+            return Match(Evidence.STRONG, score)
+        if jaccard >= SAME_TEXT_JACCARD or containment >= SAME_TEXT_CONTAINMENT:
+            return Match(Evidence.LINKED, score)
+    if not linked:
+        return NO_MATCH
+    if new.is_short or old.is_short or containment >= LINKED_CONTAINMENT:
+        # The same address or headline: a summary or stub of the story, or an update.
+        strength = Evidence.STRONG if new.identity & old.identity else Evidence.LINKED
+        return Match(strength, score)
+    return NO_MATCH  # two long, different texts at one address: a rolling page
+
+
+def figures_agree(a: Fingerprint, b: Fingerprint) -> bool:
+    """False when the figures say these are two issues of a templated item.
+
+    Every figure of the text with fewer figures must appear in the other (a summary
+    quotes the story's figures), except one corrected figure in otherwise identical
+    wording. A new issue of a bulletin changes figures and words (the weekday, "rose"
+    for "fell") together.
+    """
+    few, many = sorted((a.numbers, b.numbers), key=len)
+    missing = len(few - many)
+    if missing == 0:
+        return True
+    return missing == 1 and _only_figures_replaced(a.tokens, b.tokens)
+
+
+def _only_figures_replaced(a: Sequence[str], b: Sequence[str]) -> bool:
+    """True when the texts differ only by inserted or removed passages and replaced numbers."""
+    if max(len(a), len(b)) > MAX_DIFF_WORDS:
+        return False  # a diff this long costs too much; without it, assume a new story
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "replace" and not all(_is_number(t) for t in (*a[i1:i2], *b[j1:j2])):
+            return False
+    return True
+
+
+# --- assignment -------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What one batch's assignment writes: pure data, decided in memory."""
+
+    assigned: dict[int, int] = field(default_factory=dict)  # article id -> story id
+    created: dict[int, datetime] = field(default_factory=dict)  # new story id -> published_at
+    merged: dict[int, int] = field(default_factory=dict)  # story id -> the story it joins
+    keys: list[tuple[int, int, datetime]] = field(default_factory=list)  # (key, article, time)
+
+    def story(self, story_id: int) -> int:
+        """The story a story id stands for now, after this batch's merges."""
+        while story_id in self.merged:
+            story_id = self.merged[story_id]
+        return story_id
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A stored article found through a shared key."""
+
+    article_id: int
+    story_id: int
+    fingerprint: Fingerprint
+
+
+def plan_stories(
+    pending: Sequence[tuple[int, Fingerprint]],
+    known: Iterable[Known],
+    *,
+    window: timedelta = DEFAULT_WINDOW,
+) -> Plan:
+    """Decide the story of each new article, oldest first, against stored ones and each other.
+
+    An article joins the story of its best match. When it matches a copy strongly
+    (near-identical text, or the same URL or guid) it is firmly placed, and any
+    other story it matches is the same story arrived by another path (a summary
+    stored before the full text that links them): those stories merge into the
+    oldest.
+    """
+    plan = Plan()
+    fingerprints: dict[int, Fingerprint] = {}
+    story_of: dict[int, int] = {}
+    by_key: dict[int, set[int]] = {}
+
+    def index(article_id: int, keys: Iterable[int]) -> None:
+        for key in keys:
+            by_key.setdefault(key, set()).add(article_id)
+
+    for k in known:
+        fingerprints[k.article_id] = k.fingerprint
+        story_of[k.article_id] = k.story_id
+        index(k.article_id, k.fingerprint.keys)
+
+    for article_id, fp in sorted(pending, key=lambda p: (p[1].published_at, p[0])):
+        candidates = set().union(*(by_key.get(key, ()) for key in fp.keys)) - {article_id}
+        matches = [(compare(fp, fingerprints[c], window=window), c) for c in sorted(candidates)]
+        matches = [(m, c) for m, c in matches if m.evidence is not Evidence.NONE]
+        if not matches:
+            story = article_id
+            plan.created[story] = fp.published_at
+        else:
+            _, best = max(
+                matches,
+                key=lambda mc: (
+                    mc[0].evidence,
+                    mc[0].score,
+                    -abs(fingerprints[mc[1]].published_at - fp.published_at),
+                ),
+            )
+            story = plan.story(story_of[best])
+            if any(m.evidence is Evidence.STRONG for m, _ in matches):
+                matched = {plan.story(story_of[c]) for _, c in matches}
+                story = min(matched)
+                for other in matched - {story}:
+                    plan.merged[other] = story
+        plan.assigned[article_id] = story
+        story_of[article_id] = story
+        fingerprints[article_id] = fp
+        index(article_id, fp.keys)
+        plan.keys += [(key, article_id, fp.published_at) for key in fp.keys]
+
+    plan.assigned = {a: plan.story(s) for a, s in plan.assigned.items()}
+    plan.merged = {s: plan.story(s) for s in plan.merged}
+    return plan
+
+
+# Each key reads at most this many stored articles (the latest in the window): a
+# bound on the cost of one lookup however many copies of a template pile up.
+MAX_CANDIDATES_PER_KEY = 100
+
+_CANDIDATES = """
+WITH hits AS (
+    SELECT k.article_id, array_agg(DISTINCT q.key) AS keys
+    FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS q(key, lo, hi)
+    CROSS JOIN LATERAL (
+        SELECT sk.article_id FROM story_keys sk
+        WHERE sk.key = q.key AND sk.published_at BETWEEN q.lo AND q.hi
+        ORDER BY sk.published_at DESC
+        LIMIT $4
+    ) k
+    GROUP BY k.article_id
+)
+SELECT a.id, a.story_id, a.title, a.content_text, a.summary, a.canonical_url, a.published_at,
+       h.keys
+FROM hits h JOIN articles a ON a.id = h.article_id
+WHERE a.story_id IS NOT NULL
+"""
+
+_CREATE_STORIES = """
+INSERT INTO stories (id, first_seen_at, published_at, updated_at)
+SELECT s.id, $3, s.published_at, $3
+FROM unnest($1::bigint[], $2::timestamptz[]) AS s(id, published_at)
+"""
+
+_SET_STORIES = """
+UPDATE articles a SET story_id = u.story_id
+FROM unnest($1::bigint[], $2::bigint[]) AS u(id, story_id)
+WHERE a.id = u.id
+"""
+
+_MOVE_MERGED = """
+UPDATE articles a SET story_id = m.target
+FROM unnest($1::bigint[], $2::bigint[]) AS m(story_id, target)
+WHERE a.story_id = m.story_id
+"""
+
+_MARK_MERGED = """
+UPDATE stories s SET merged_into = m.target, article_count = 0, representative_id = NULL,
+                     updated_at = $3
+FROM unnest($1::bigint[], $2::bigint[]) AS m(story_id, target)
+WHERE s.id = m.story_id OR s.merged_into = m.story_id
+"""
+
+_INSERT_KEYS = """
+INSERT INTO story_keys (key, article_id, published_at)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[])
+"""
+
+# The representative is the fullest text (a summary never wins over the story), then the
+# earliest published.
+_REFRESH_STORIES = """
+UPDATE stories s
+SET article_count = c.articles, representative_id = c.representative,
+    published_at = c.published_at, first_seen_at = c.first_seen_at, updated_at = $2
+FROM (
+    SELECT story_id, count(*) AS articles, min(published_at) AS published_at,
+           min(first_seen_at) AS first_seen_at,
+           (array_agg(id ORDER BY length(content_text) DESC, published_at, id))[1] AS representative
+    FROM articles WHERE story_id = ANY($1::bigint[])
+    GROUP BY story_id
+) c
+WHERE s.id = c.story_id
+"""
+
+
+async def assign_stories(
+    conn: asyncpg.Connection,
+    new: Sequence[tuple[int, Article]],
+    *,
+    seen_at: datetime,
+    window: timedelta = DEFAULT_WINDOW,
+) -> dict[int, int]:
+    """Give each newly inserted article its story; call inside the store transaction.
+
+    Returns article id -> story id.
+    """
+    if not new:
+        return {}
+    pending = [(article_id, article_fingerprint(a)) for article_id, a in new]
+    # Serialize assignment across workers until this transaction commits: a worker
+    # then sees every copy another worker stored before it, and never starts a
+    # second story for the same text. The CPU work above stays outside the lock.
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+    known = await _known_candidates(conn, pending, window)
+    plan = plan_stories(pending, known, window=window)
+    await _write(conn, plan, seen_at)
+    return plan.assigned
+
+
+async def _known_candidates(
+    conn: asyncpg.Connection, pending: Sequence[tuple[int, Fingerprint]], window: timedelta
+) -> list[Known]:
+    keys, lows, highs = [], [], []
+    for _, fp in pending:
+        for key in fp.keys:
+            keys.append(key)
+            lows.append(fp.published_at - window)
+            highs.append(fp.published_at + window)
+    if not keys:
+        return []
+    rows = await conn.fetch(_CANDIDATES, keys, lows, highs, MAX_CANDIDATES_PER_KEY)
+    identities = frozenset().union(*(fp.identity for _, fp in pending))
+    known = []
+    for row in rows:
+        matched = frozenset(row["keys"])
+        fp = fingerprint(
+            title=row["title"],
+            text=row["content_text"] or row["summary"],
+            published_at=row["published_at"],
+            canonical_url=row["canonical_url"],
+            with_keys=False,
+        )
+        # The stored row has no guid; the keys it matched carry its identity.
+        fp = replace(fp, identity=fp.identity | (matched & identities), keys=tuple(matched))
+        known.append(Known(row["id"], row["story_id"], fp))
+    return known
+
+
+async def _write(conn: asyncpg.Connection, plan: Plan, seen_at: datetime) -> None:
+    if plan.created:
+        await conn.execute(
+            _CREATE_STORIES, list(plan.created), list(plan.created.values()), seen_at
+        )
+    await conn.execute(_SET_STORIES, list(plan.assigned), list(plan.assigned.values()))
+    if plan.merged:
+        olds, targets = list(plan.merged), list(plan.merged.values())
+        await conn.execute(_MOVE_MERGED, olds, targets)
+        await conn.execute(_MARK_MERGED, olds, targets, seen_at)
+    if plan.keys:
+        await conn.execute(_INSERT_KEYS, *map(list, zip(*plan.keys, strict=True)))
+    touched = sorted(set(plan.assigned.values()))
+    await conn.execute(_REFRESH_STORIES, touched, seen_at)
+
+
+# --- reading stories --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StorySummary:
+    """One line of ``aggregator stories``: a row of the ``story_overview`` view."""
+
+    story_id: int
+    published_at: datetime
+    first_seen_at: datetime
+    title: str | None
+    article_count: int
+    outlets: list[str]
+
+
+_LIST_STORIES = """
+SELECT story_id, published_at, first_seen_at, title, article_count, outlets
+FROM story_overview
+WHERE ($1::text IS NULL OR $1 = ANY(regions))
+  AND ($2::timestamptz IS NULL OR published_at >= $2)
+ORDER BY published_at DESC, story_id DESC
+LIMIT $3
+"""
+
+
+async def latest_stories(
+    conn: asyncpg.Connection,
+    *,
+    region: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[StorySummary]:
+    """The most recently published stories, newest first."""
+    rows = await conn.fetch(_LIST_STORIES, region, since, limit)
+    return [StorySummary(**dict(row)) for row in rows]
