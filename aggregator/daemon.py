@@ -19,12 +19,13 @@ from datetime import datetime, timedelta
 from arq.worker import Worker
 
 from aggregator import outbox, queue, retention, schedule
-from aggregator.runtime import Runtime
+from aggregator.runtime import SERVICE_ERRORS, Runtime
 from workers.jobs import worker_options
 
 log = logging.getLogger("aggregator.daemon")
 
 SHUTDOWN_GRACE_SECONDS = 20
+RESTART_DELAY_SECONDS = 1.0
 
 
 class Workers:
@@ -69,10 +70,25 @@ class Workers:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def check(self) -> None:
-        """Raise if a worker loop died (lost Redis for good, a bug)."""
-        for task in self._tasks:
-            if task.done() and not task.cancelled() and task.exception():
-                raise task.exception()  # type: ignore[misc]
+        """Restart a worker loop that died because Redis or Postgres went away (they come
+        back; the daemon must still be there); raise on anything else, which is a bug."""
+        for index, task in enumerate(self._tasks):
+            if not task.done() or task.cancelled():
+                continue
+            error = task.exception()
+            if error is None:
+                continue
+            if not isinstance(error, SERVICE_ERRORS):
+                raise error
+            worker = self.workers[index]
+            log.warning("%s worker lost its connection (%s); restarting it",
+                        worker.queue_name, error)
+            self._tasks[index] = asyncio.create_task(self._restart(worker))
+
+    @staticmethod
+    async def _restart(worker: Worker) -> None:
+        await asyncio.sleep(RESTART_DELAY_SECONDS)
+        await worker.async_run()
 
 
 async def schedule_pass(rt: Runtime, leases: list[schedule.Lease]) -> int:
@@ -103,7 +119,7 @@ async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
                 leases = await schedule.lease_due(rt.pool, rt.settings)
                 if leases:
                     log.debug("queued %d polls", await schedule_pass(rt, leases))
-            except (OSError, ConnectionError) as exc:
+            except SERVICE_ERRORS as exc:
                 log.warning("scheduler pass failed (%s); leases will expire and be retried", exc)
             workers.check()
             with contextlib.suppress(TimeoutError):

@@ -195,6 +195,13 @@ class EmbeddedServices:
                     "/var/lib or /srv (the default for root is /var/lib/aggregator)"
                 )
 
+    def stop_postgres(self) -> None:
+        """Stop only the database (operators' maintenance; fault tests)."""
+        self._stop_postgres()
+
+    def start_postgres(self) -> None:
+        self._start_postgres()
+
     def _exclusive(self) -> _FileLock:
         return _FileLock(self.data_dir / "start.lock")
 

@@ -77,8 +77,8 @@ def is_public_address(address: str) -> bool:
 
     Loopback, private, link-local (169.254.0.0/16, the cloud metadata service),
     shared, multicast, reserved, unspecified (0.0.0.0, ::) and documentation
-    ranges are not; an IPv4-mapped or 6to4/Teredo-wrapped IPv4 address is
-    judged by the IPv4 address inside it."""
+    ranges are not; an IPv6 address wrapping an IPv4 one (IPv4-mapped, 6to4,
+    Teredo, NAT64) is judged by the IPv4 address inside it too."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)

@@ -325,7 +325,7 @@ def articles_from_document(
     info = DocumentInfo(
         title=plain_text(parsed.title, MAX_TITLE_CHARS) or None,
         site_url=safe_url(parsed.site_url, base=url),
-        warning=plain_text(parsed.warning, 500) or None,
+        warning=clean(parsed.warning, 500) or None,
         entries=len(parsed.entries),
         ttl=parsed.ttl,
         update_period=parsed.update_period,

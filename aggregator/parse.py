@@ -29,8 +29,8 @@ import feedparser.encodings
 
 from aggregator.errors import NotAFeedError, ParseError
 
-# Entries read per document: feeds list newest first, and a feed of 200,000
-# tiny items (10 MB) would otherwise cost minutes of parsing and one huge batch.
+# Entries kept per document: feeds list newest first, and normalizing and storing
+# the 200,000 tiny items a 10 MB body can hold would take minutes and one huge batch.
 MAX_ENTRIES = 5_000
 _JSON_TYPES = ("application/feed+json", "application/json")
 _HTML_START = re.compile(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+import redis.exceptions
 from arq.connections import ArqRedis
 
 from aggregator import db, queue
@@ -30,6 +31,17 @@ from aggregator.politeness import HostLimiter
 from aggregator.settings import Settings
 
 log = logging.getLogger("aggregator")
+
+# Postgres or Redis unreachable or restarting: wait it out and retry, never exit.
+SERVICE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionError, TimeoutError
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import measure, services, synthetic
+from bench import measure, module_env, services, synthetic
 
 BENCH_SETTINGS = {
     "AGGREGATOR_ALLOW_PRIVATE_NETWORKS": "true",
@@ -63,17 +63,22 @@ class Ours:
     async def __aenter__(self) -> Ours:
         self.db_name = services.database_name(self.name)
         self.database_url = await services.create_database(self.server_url, self.db_name)
-        from aggregator import db
+        try:
+            from aggregator import db
 
-        await db.migrate(self.database_url)
-        await services.flush_redis(self.redis_url)
+            await db.migrate(self.database_url)
+            await services.flush_redis(self.redis_url)
+        except BaseException:
+            await services.drop_database(self.server_url, self.db_name)
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await services.drop_database(self.server_url, self.db_name)
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+        # The daemon of the tree this bench belongs to, whatever the venv has installed.
+        env = module_env({k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")})
         return (
             env
             | BENCH_SETTINGS
@@ -116,6 +121,8 @@ class Ours:
         return measure.Watch(
             {
                 "daemon": measure.tree(pid),
+                # The event loop's process alone (the tree is it plus the parse processes).
+                "daemon_loop": measure.fixed(pid),
                 "postgres": measure.postgres_backends(self.db_name),
                 "redis": measure.named("redis-server"),
                 "farm": measure.fixed(self.farm_pid),

@@ -140,6 +140,8 @@ def ours_row(scenario: str, feeds: int, result: dict[str, Any], **extra: Any) ->
         cpu_seconds=cpu,
         watch=result,
         unique_articles=result["articles"],
+        daemon_cpu_seconds=roles["daemon"]["cpu_seconds"],
+        event_loop_cpu_seconds=roles["daemon_loop"]["cpu_seconds"],
         all_queued_after_s=result.get("all_queued_after_s"),
         failed_feeds=result["failed_feeds"],
         **extra,

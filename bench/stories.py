@@ -22,11 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import os
 import random
 import statistics
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,12 +67,16 @@ class Newsroom:
         }
         self.words = sorted(vocabulary)
         # Zipf-like weights: a few words are everywhere, as in real text.
-        self.weights = [1 / (rank + 1) for rank in range(len(self.words))]
-        self.recent: list[tuple[str, list[str], str, datetime]] = []
+        self.cum_weights = list(
+            itertools.accumulate(1 / (rank + 1) for rank in range(len(self.words)))
+        )
+        self.recent: deque[tuple[str, list[str], str, datetime]] = deque()
         self.serial = 0
 
     def sentence(self) -> str:
-        words = self.rng.choices(self.words, self.weights, k=self.rng.randint(12, 28))
+        words = self.rng.choices(
+            self.words, cum_weights=self.cum_weights, k=self.rng.randint(12, 28)
+        )
         return " ".join(words).capitalize() + "."
 
     def paragraphs(self) -> list[str]:
@@ -82,7 +88,8 @@ class Newsroom:
     def stream(self, count: int) -> Iterator[Item]:
         for n in range(count):
             at = START + timedelta(days=n / PER_DAY, seconds=self.rng.randint(0, 600))
-            self.recent = [r for r in self.recent if at - r[3] < timedelta(hours=36)]
+            while self.recent and at - self.recent[0][3] > timedelta(hours=36):
+                self.recent.popleft()
             roll = self.rng.random()
             if roll < 0.3 and self.recent:
                 yield self.republication(at)
@@ -187,6 +194,11 @@ async def run(database_url: str, count: int, batch_size: int) -> None:
     print(f"story keys: {keys} ({keys / len(items):.1f} per article); stories: {stories}")
     print(f"per-article store time, first {WINDOW:,}: {first:.2f} ms")
     print(f"per-article store time, last  {WINDOW:,}: {last:.2f} ms  (ratio {last / first:.2f})")
+    segments = [
+        f"{statistics.fmean(per_article[i : i + WINDOW]) * 1000:.2f}"
+        for i in range(0, len(per_article), WINDOW)
+    ]
+    print(f"per-article ms by {WINDOW:,}-article segment: {' '.join(segments)}")
     print(f"clustering on the stream: pairwise precision {precision:.4f}, recall {recall:.4f}")
 
 

@@ -123,7 +123,7 @@ entries = st.builds(
     language=st.none() | st.sampled_from(["en", "AR", "fa-IR", "x" * 100, "\x00tr"]),
 )
 fuzz_settings = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
@@ -174,7 +174,7 @@ paragraphs = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(paragraphs, st.sampled_from([" ", "\n", "  \t ", "\n\n"]))
 def test_hash_ignores_how_the_text_is_wrapped_and_composed(parts: list[str], gap: str) -> None:
     """Re-wrapping paragraphs or decomposing accents (NFD) never changes the story's hash."""
@@ -187,7 +187,7 @@ def test_hash_ignores_how_the_text_is_wrapped_and_composed(parts: list[str], gap
         )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(paragraphs, words, words)
 def test_only_short_bodies_depend_on_title_and_url(parts: list[str], a: str, b: str) -> None:
     body = bodytext.normalize_text(parts)
@@ -292,6 +292,9 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(buffer)
 
 
+ROUNDS = 400  # about 5 s; a 5,000-round run with another seed found nothing more
+
+
 @pytest.mark.slow
 def test_mutated_feeds_give_articles_or_our_own_errors() -> None:
     rng = random.Random(20260303)  # fixed: a failure reproduces
@@ -304,7 +307,7 @@ def test_mutated_feeds_give_articles_or_our_own_errors() -> None:
         "text/html; charset=utf-16",
     ]
     outcomes = {"parsed": 0, "refused": 0}
-    for round_ in range(600):
+    for round_ in range(ROUNDS):
         body = mutate(rng, rng.choice(corpus))
         try:
             _, articles = articles_from_document(
@@ -318,5 +321,5 @@ def test_mutated_feeds_give_articles_or_our_own_errors() -> None:
         outcomes["parsed"] += 1
         for article in articles:
             assert_safe(article)
-    print(f"\nfuzz: 600 mutated feeds, {outcomes}")
-    assert outcomes["parsed"] > 100
+    print(f"\nfuzz: {ROUNDS} mutated feeds, {outcomes}")
+    assert outcomes["parsed"] > ROUNDS // 2

@@ -12,29 +12,22 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
-import redis.exceptions
 from arq import Retry, func
 from arq.worker import Function
 
 from aggregator import queue
 from aggregator.refresh import refresh_feed
 from aggregator.refresh import store_articles as store
-from aggregator.runtime import Runtime, open_runtime
+from aggregator.runtime import SERVICE_ERRORS, Runtime, open_runtime
 from aggregator.settings import Settings, load_settings
 from aggregator.store import StoreBatch
 
 log = logging.getLogger("aggregator.jobs")
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,  # includes ConnectionError and TimeoutError
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.AdminShutdownError,
+    *SERVICE_ERRORS,
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
 )
 
 
