@@ -167,10 +167,20 @@ async def psql(psql_args: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--older-than", "older_than", required=True, metavar="AGE",
-              help="Delete articles first seen longer ago than this: 90d, 36h, 45m.")
-@click.option("--batch", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Articles deleted per short transaction.")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="AGE",
+    help="Delete articles first seen longer ago than this: 90d, 36h, 45m.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Articles deleted per short transaction.",
+)
 @command
 async def prune(older_than: str, batch: int) -> None:
     """Delete old articles (with their sightings and outbox rows) and emptied stories."""
@@ -181,9 +191,10 @@ async def prune(older_than: str, batch: int) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than") from None
     settings = _settings()
-    async with services(settings) as urls, open_runtime(
-        settings, database_url=urls.database_url, redis_url=urls.redis_url
-    ) as rt:
+    async with (
+        services(settings) as urls,
+        open_runtime(settings, database_url=urls.database_url, redis_url=urls.redis_url) as rt,
+    ):
         total = await rt.pool.fetchval(
             "SELECT count(*) FROM articles WHERE first_seen_at < now() - $1::interval", age
         )

@@ -81,8 +81,9 @@ class Workers:
             if not isinstance(error, SERVICE_ERRORS):
                 raise error
             worker = self.workers[index]
-            log.warning("%s worker lost its connection (%s); restarting it",
-                        worker.queue_name, error)
+            log.warning(
+                "%s worker lost its connection (%s); restarting it", worker.queue_name, error
+            )
             self._tasks[index] = asyncio.create_task(self._restart(worker))
 
     @staticmethod

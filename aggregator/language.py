@@ -29,7 +29,9 @@ MIN_CONFIDENCE = 0.5
 # language this unlikely.
 OVERRULE_CONFIDENCE = 0.5
 IMPLAUSIBLE = 1e-4
-SAMPLE_CHARS = 2_000
+# 600 characters classify every labelled corpus article as 2,000 do (269 of 269), at a
+# third of the cost; detection was a quarter of cold-ingest CPU (bench profile).
+SAMPLE_CHARS = 600
 
 # Varieties the model tells apart, reported as the language a feed would declare.
 _MACROLANGUAGE = {"arz": "ar", "ary": "ar", "ckb": "ku", "sdh": "ku", "kmr": "ku", "uzs": "uz"}
@@ -83,4 +85,10 @@ def article_language(declared: str | None, *, title: str, text: str) -> str | No
 
 
 def _enough_letters(sample: str) -> bool:
-    return sum(c.isalpha() for c in sample) >= MIN_LETTERS
+    letters = 0
+    for c in sample:  # stop as soon as there are enough, rather than count them all
+        if c.isalpha():
+            letters += 1
+            if letters >= MIN_LETTERS:
+                return True
+    return False

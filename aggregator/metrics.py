@@ -36,9 +36,7 @@ FETCH_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
-ARTICLES_STORED = Counter(
-    "aggregator_articles_stored", "New articles stored.", registry=REGISTRY
-)
+ARTICLES_STORED = Counter("aggregator_articles_stored", "New articles stored.", registry=REGISTRY)
 ARTICLES_MERGED = Counter(
     "aggregator_articles_merged",
     "Items that matched an article already stored (a duplicate from another feed or earlier).",
@@ -64,7 +62,9 @@ QUEUE_DEPTH = Gauge(
 )
 FEEDS = Gauge("aggregator_feeds", "Feeds by state.", ["state"], registry=REGISTRY)
 DB_POOL = Gauge(
-    "aggregator_db_pool_connections", "Postgres pool connections by state.", ["state"],
+    "aggregator_db_pool_connections",
+    "Postgres pool connections by state.",
+    ["state"],
     registry=REGISTRY,
 )
 

@@ -30,6 +30,7 @@ import asyncpg
 from arq.connections import ArqRedis
 
 from aggregator import subscribers
+from aggregator.runtime import SERVICE_ERRORS
 
 log = logging.getLogger("aggregator.outbox")
 
@@ -138,7 +139,7 @@ async def relay_forever(
             done = await relay_once(pool, redis)
             if done is not None and done.rows == RELAY_BATCH:
                 continue
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (*SERVICE_ERRORS, asyncpg.PostgresError) as exc:
             log.warning("outbox relay pass failed (%s); rows stay pending, retrying", exc)
         except Exception:  # a bug must not stop ingestion; the rows wait for a fix
             log.exception("outbox relay pass failed; rows stay pending, retrying")

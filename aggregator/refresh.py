@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from aggregator import logs, metrics, queue, schedule, websub
@@ -182,10 +182,13 @@ async def _failed(rt: Runtime, feed: Feed, error: FeedError, now: datetime) -> O
 async def store_articles(rt: Runtime, batch: StoreBatch) -> StoreResult:
     """Commit a batch, then tell the seen cache (never before: it must not hide unstored work)."""
     async with rt.pool.acquire() as conn:
-        result = await store_batch(conn, batch)
+        result = await store_batch(
+            conn, batch, story_window=timedelta(days=rt.settings.story_window_days)
+        )
     await rt.seen.mark(batch.feed_id, (a.content_hash for a in batch.articles))
     metrics.ARTICLES_STORED.inc(result.new)
     metrics.ARTICLES_MERGED.inc(result.merged)
+    metrics.ARTICLES_CLUSTERED.inc(result.joined_stories)
     new = [a for a in batch.articles if a.content_hash in result.new_hashes]
     if new:
         metrics.observe_freshness(new[0].region, [a.published_at for a in new], datetime.now(UTC))

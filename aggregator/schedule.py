@@ -29,6 +29,9 @@ from aggregator.feeds import Feed
 from aggregator.settings import Settings
 
 JITTER = 0.1
+# Jitter spreads feeds added together, but every second of it is a second of staleness:
+# capped so a story is queryable within the poll interval plus a couple of seconds.
+MAX_JITTER_SECONDS = 1.0
 _SY_PERIODS = {
     "hourly": 3600,
     "daily": 86400,
@@ -135,9 +138,10 @@ def poll_interval(
 
 
 def next_delay(settings: Settings, interval: float, *, rng: random.Random | None = None) -> float:
-    """The interval stretched by up to 10% so feeds added together drift apart."""
+    """The interval stretched by up to 10% (at most a second) so feeds added together
+    drift apart."""
     low = min(max(interval, settings.min_interval), settings.max_interval)
-    high = max(low, min(low * (1 + JITTER), settings.max_interval))
+    high = max(low, min(low + min(low * JITTER, MAX_JITTER_SECONDS), settings.max_interval))
     return (rng or random).uniform(low, high)
 
 

@@ -119,9 +119,17 @@ class Settings(BaseSettings):
         30, description="Days a feed's delivered article hashes stay in the Redis cache."
     )
 
+    story_window_days: float = Field(
+        7,
+        gt=0,
+        description="How far apart two copies of one story may be published and still "
+        "be grouped as one story.",
+    )
     retention_days: float | None = Field(
-        None, gt=0, description="Delete articles first seen more than this many days ago, "
-        "once a day (as `aggregator prune`); unset keeps everything."
+        None,
+        gt=0,
+        description="Delete articles first seen more than this many days ago, "
+        "once a day (as `aggregator prune`); unset keeps everything.",
     )
     http_host: str = Field(
         "127.0.0.1",

@@ -25,8 +25,8 @@ SELECT COALESCE(f.region, '-') AS region, count(*) AS feeds,
        count(*) FILTER (WHERE NOT f.disabled AND f.last_error IS NOT NULL) AS failing,
        count(*) FILTER (WHERE f.disabled) AS disabled,
        COALESCE(sum((SELECT count(*) FROM article_sources s
-                     WHERE s.feed_id = f.id AND s.seen_at > now() - interval '24 hours')), 0)::bigint
-           AS articles_24h
+                     WHERE s.feed_id = f.id AND s.seen_at > now() - interval '24 hours')),
+                0)::bigint AS articles_24h
 FROM feeds f GROUP BY 1 ORDER BY 1
 """
 

@@ -47,6 +47,7 @@ class StoreResult:
     merged: int
     sightings: int
     new_hashes: frozenset[str] = frozenset()
+    joined_stories: int = 0  # new articles that joined an existing story (near-duplicates)
 
 
 _INSERT_ARTICLES = """
@@ -105,7 +106,7 @@ async def store_batch(
         )
         # Before the feed row is locked: the story step may wait for other workers' commits.
         by_hash = {a.content_hash: a for a in articles}
-        await assign_stories(
+        stories = await assign_stories(
             conn,
             [(row["id"], by_hash[row["content_hash"]]) for row in inserted],
             seen_at=batch.fetched_at,
@@ -127,6 +128,8 @@ async def store_batch(
         merged=sightings - len(inserted),
         sightings=sightings,
         new_hashes=frozenset(row["content_hash"] for row in inserted),
+        # A story's id is the id of the article that started it.
+        joined_stories=sum(article != story for article, story in stories.items()),
     )
 
 

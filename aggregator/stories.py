@@ -382,7 +382,9 @@ def figures_agree(a: Fingerprint, b: Fingerprint) -> bool:
     missing = len(few - many)
     if missing == 0:
         return True
-    return missing == 1 and _only_figures_replaced(a.tokens, b.tokens)
+    # difflib's alignment depends on argument order: fix one, so compare(a, b) == compare(b, a).
+    first, second = sorted((list(a.tokens), list(b.tokens)))
+    return missing == 1 and _only_figures_replaced(first, second)
 
 
 def _only_figures_replaced(a: Sequence[str], b: Sequence[str]) -> bool:

@@ -16,7 +16,6 @@ import asyncpg
 import redis
 
 
-
 def listening(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
