@@ -559,7 +559,16 @@ async def subscribers_replay(
 
     async def replay(conn: asyncpg.Connection, redis: ArqRedis) -> None:
         if since is not None:
-            count = await subscribers.replay(conn, redis, name, since=since, until=until)
+            bar = Progress("replaying", 0)
+
+            def show(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done)
+
+            count = await subscribers.replay(
+                conn, redis, name, since=since, until=until, progress=show
+            )
+            bar.close()
             click.echo(f"queued {count} articles first seen since {since:%Y-%m-%d %H:%M:%S%z}")
         if dead_letters:
             queued, dropped = await subscribers.retry_dead_letters(conn, redis, name)

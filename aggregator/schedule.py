@@ -233,7 +233,9 @@ async def claim(pool: asyncpg.Pool, settings: Settings, feed_id: int, token: str
 # --- outcomes ---------------------------------------------------------------------------------
 
 
-_RECORD_SUCCESS = """
+# A successful poll. Validators only ever advance here when there was nothing to store
+# (otherwise the store transaction advances them); NULL keeps what is there.
+_RECORD_OK = """
 UPDATE feeds SET
     next_poll_at = now() + make_interval(secs => $2),
     update_interval = $3,
@@ -244,23 +246,10 @@ UPDATE feeds SET
     last_error = NULL,
     last_error_kind = NULL,
     title = COALESCE(title, $4),
-    site_url = COALESCE(site_url, $5)
-WHERE id = $1
-"""
-
-_RECORD_UNCHANGED = """
-UPDATE feeds SET
-    next_poll_at = now() + make_interval(secs => $2),
-    update_interval = $3,
-    last_polled_at = now(),
-    last_success_at = now(),
-    error_count = 0,
-    failing_since = NULL,
-    last_error = NULL,
-    last_error_kind = NULL,
-    etag = COALESCE($4, etag),
-    last_modified = COALESCE($5, last_modified),
-    last_body_hash = COALESCE($6, last_body_hash)
+    site_url = COALESCE(site_url, $5),
+    etag = COALESCE($6, etag),
+    last_modified = COALESCE($7, last_modified),
+    last_body_hash = COALESCE($8, last_body_hash)
 WHERE id = $1
 """
 
@@ -310,7 +299,15 @@ async def record_success(
 ) -> None:
     """A poll whose articles went to the store queue; validators advance there."""
     await pool.execute(
-        _RECORD_SUCCESS, feed.id, next_delay(settings, interval), interval, title, site_url
+        _RECORD_OK,
+        feed.id,
+        next_delay(settings, interval),
+        interval,
+        title,
+        site_url,
+        None,
+        None,
+        None,
     )
 
 
@@ -326,10 +323,12 @@ async def record_unchanged(
 ) -> None:
     """A poll with nothing to store: safe to advance validators here."""
     await pool.execute(
-        _RECORD_UNCHANGED,
+        _RECORD_OK,
         feed.id,
         next_delay(settings, interval),
         interval,
+        None,
+        None,
         etag,
         last_modified,
         body_hash,

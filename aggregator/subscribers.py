@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -266,18 +266,25 @@ async def replay(
     *,
     since: datetime,
     until: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Queue again every article first seen in [since, until) that matches the subscriber,
     in arrival order; return how many. Each replay is new: its jobs are delivered even if
     the same articles were delivered before."""
     await get(conn, name)
     ids = [r["id"] for r in await conn.fetch(_WINDOW, name, since, until)]
-    return await _redeliver(conn, redis, name, ids)
+    return await _redeliver(conn, redis, name, ids, progress=progress)
 
 
 async def _redeliver(
-    conn: asyncpg.Connection, redis: ArqRedis, name: str, article_ids: Sequence[int]
+    conn: asyncpg.Connection,
+    redis: ArqRedis,
+    name: str,
+    article_ids: Sequence[int],
+    *,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
+    """Queue the articles again; ``progress(done, total)`` after each chunk."""
     token = uuid.uuid4().hex[:12]
     queued = 0
     for start in range(0, len(article_ids), PAYLOAD_CHUNK):
@@ -287,6 +294,8 @@ async def _redeliver(
             if article_id in found:
                 job_id = f"subscriber:{name}:replay:{token}:{offset:09d}"
                 queued += await enqueue(redis, name, found[article_id], job_id)
+        if progress is not None:
+            progress(min(start + PAYLOAD_CHUNK, len(article_ids)), len(article_ids))
     return queued
 
 

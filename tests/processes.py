@@ -70,3 +70,24 @@ async def wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int:
 def sigkill(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait()
+
+
+async def run_cli(
+    args: Sequence[str], env: dict[str, str], *, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI to completion without blocking the event loop (a test's feed server
+    lives on it)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aggregator",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(
+        list(args), process.returncode, stdout.decode(), stderr.decode()
+    )

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
-
 import asyncpg
 
 from aggregator.discover import feed_links
@@ -22,18 +18,7 @@ PAGE = b"""<!doctype html><html><head><title>Gulf Ledger</title>
 </head><body><p>News.</p></body></html>"""
 
 
-async def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aggregator",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    return subprocess.CompletedProcess(args, process.returncode or 0, out.decode(), err.decode())
+cli = processes.run_cli
 
 
 def test_feed_links_prefers_atom_and_resolves_relative_hrefs() -> None:

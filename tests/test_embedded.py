@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +13,7 @@ import asyncpg
 import pytest
 
 from aggregator.embedded import EmbeddedServices
+from tests import processes
 from tests.feedserver import FeedServer
 from tests.groundtruth import OWN_CORPUS, Corpus
 
@@ -40,20 +38,7 @@ def no_service_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env | {"AGGREGATOR_DATA_DIR": str(data_dir), "AGGREGATOR_PARSE_PROCESSES": "1"} | extra
 
 
-async def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run the CLI without blocking the event loop (the feed server lives on it)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aggregator",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 180)
-    assert process.returncode is not None
-    return subprocess.CompletedProcess(args, process.returncode, stdout.decode(), stderr.decode())
+cli = processes.run_cli
 
 
 async def count_articles(data_dir: Path) -> int:
