@@ -241,6 +241,11 @@ def feeds_group() -> None:
 @click.option(
     "--no-fetch", is_flag=True, help="Add as given: do not fetch it to check it or discover a feed."
 )
+@click.option(
+    "--full-text/--feed-text",
+    default=None,
+    help="For summary-only feeds: fetch each new article's page and store its main text.",
+)
 @command
 async def feeds_add(
     url: str,
@@ -249,6 +254,7 @@ async def feeds_add(
     title: str | None,
     interval: float | None,
     no_fetch: bool,
+    full_text: bool | None,
 ) -> None:
     """Add a feed (or update its region, language and interval).
 
@@ -257,7 +263,14 @@ async def feeds_add(
     feeds.FeedSpec(url=url)  # a bad URL fails here, before any request
     if not no_fetch:
         url = await _discover(settings, url)
-    spec = feeds.FeedSpec(url=url, region=region, language=language, title=title, interval=interval)
+    spec = feeds.FeedSpec(
+        url=url,
+        region=region,
+        language=language,
+        title=title,
+        interval=interval,
+        full_text=full_text,
+    )
     feed, created = await _with_connection(settings, lambda c: feeds.add(c, spec))
     click.echo(f"{'added' if created else 'updated'} feed {feed.id}: {feed.url}")
 

@@ -29,6 +29,7 @@ class FeedSpec:
     language: str | None = None
     title: str | None = None
     interval: float | None = None
+    full_text: bool | None = None  # fetch each new article's page for its full text
 
     def __post_init__(self) -> None:
         check_url(self.url)
@@ -61,6 +62,7 @@ class Feed:
     disabled: bool
     disabled_reason: str | None = None
     update_interval: float | None = None
+    full_text: bool = False
     failing_since: datetime | None = None
     moved_to: str | None = None
 
@@ -72,13 +74,14 @@ class Feed:
 _COLUMNS = ", ".join(Feed.__slots__)
 
 _UPSERT = f"""
-INSERT INTO feeds (url, region, language, title, poll_interval)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO feeds (url, region, language, title, poll_interval, full_text)
+VALUES ($1, $2, $3, $4, $5, COALESCE($6, false))
 ON CONFLICT (url) DO UPDATE SET
     region = COALESCE(EXCLUDED.region, feeds.region),
     language = COALESCE(EXCLUDED.language, feeds.language),
     title = COALESCE(feeds.title, EXCLUDED.title),
-    poll_interval = COALESCE(EXCLUDED.poll_interval, feeds.poll_interval)
+    poll_interval = COALESCE(EXCLUDED.poll_interval, feeds.poll_interval),
+    full_text = COALESCE($6, feeds.full_text)
 RETURNING {_COLUMNS}, (xmax = 0) AS created
 """
 
@@ -86,7 +89,7 @@ RETURNING {_COLUMNS}, (xmax = 0) AS created
 async def add(conn: asyncpg.Connection, spec: FeedSpec) -> tuple[Feed, bool]:
     """Insert or update a feed; return it and whether it is new."""
     row = await conn.fetchrow(
-        _UPSERT, spec.url, spec.region, spec.language, spec.title, spec.interval
+        _UPSERT, spec.url, spec.region, spec.language, spec.title, spec.interval, spec.full_text
     )
     return Feed.from_row(row), bool(row["created"])
 
@@ -200,6 +203,7 @@ def parse_opml(data: bytes, *, source: str = "OPML") -> list[FeedSpec]:
             "language": outline.get("language"),
             "title": outline.get("title") or outline.get("text"),
             "interval": outline.get("interval"),
+            "full_text": outline.get("fullText"),
         }
         specs.append(_spec(entry, {}, f"{source}: outline {url!r}"))
     return specs
@@ -214,9 +218,22 @@ def _spec(entry: dict[str, Any], defaults: dict[str, str], where: str) -> FeedSp
             language=entry.get("language") or defaults.get("language"),
             title=entry.get("title"),
             interval=float(interval) if interval not in (None, "") else None,
+            full_text=_flag(entry.get("full_text")),
         )
     except (InvalidFeedURLError, ValueError, TypeError) as exc:
         raise FeedFileError(f"{where}: {exc}") from None
+
+
+def _flag(value: Any) -> bool | None:
+    """TOML gives a bool; OPML an attribute string."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", ""):
+        return False
+    raise ValueError(f"full_text must be true or false, not {value!r}")
 
 
 def to_opml(feeds: Sequence[Feed], *, title: str = "aggregator feeds") -> bytes:
@@ -237,6 +254,8 @@ def to_opml(feeds: Sequence[Feed], *, title: str = "aggregator feeds") -> bytes:
             attributes["language"] = feed.language
         if feed.poll_interval:
             attributes["interval"] = f"{feed.poll_interval:g}"
+        if feed.full_text:
+            attributes["fullText"] = "true"
         lxml.etree.SubElement(body, "outline", attributes)
     document: bytes = lxml.etree.tostring(
         root, xml_declaration=True, encoding="UTF-8", pretty_print=True

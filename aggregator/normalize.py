@@ -131,6 +131,9 @@ class Article(BaseModel):
     language: str | None
     region: str | None
     published_at: datetime
+    # When the article's page supplied its full text (a --full-text feed), the hash of the
+    # feed's own text for it: the seen cache remembers both, so the page is fetched once.
+    feed_hash: str | None = None
 
 
 class FeedContext(BaseModel):

@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from aggregator import logs, metrics, queue, schedule, websub
+from aggregator import fulltext, logs, metrics, queue, schedule, websub
 from aggregator.errors import FeedError, HTTPStatusError
 from aggregator.feeds import Feed
 from aggregator.normalize import Article, FeedContext
@@ -99,9 +99,7 @@ async def _refresh(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
         observed=schedule.observed_interval([a.published_at for a in articles]),
     )
     await websub.renew_if_due(rt, feed, hub=document.hub, topic=document.self_url, now=now)
-    queued = await deliver(
-        rt, feed.id, feed.url, articles, body_hash=body_hash, validators=validators, now=now
-    )
+    queued = await deliver(rt, feed, articles, body_hash=body_hash, validators=validators, now=now)
     if not queued:
         await schedule.record_unchanged(
             rt.pool, settings, feed, interval, **validators.model_dump()
@@ -116,21 +114,24 @@ async def _refresh(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
 
 async def deliver(
     rt: Runtime,
-    feed_id: int,
-    feed_url: str,
+    feed: Feed,
     articles: list[Article],
     *,
     body_hash: str,
     validators: Validators | None,
     now: datetime,
 ) -> int:
-    """Queue a store batch with the articles this feed has not delivered yet; return how many."""
-    unseen = await rt.seen.unseen(feed_id, [a.content_hash for a in articles])
+    """Queue a store batch with the articles this feed has not delivered yet; return how many.
+
+    For a --full-text feed, those articles first get their pages' full text."""
+    unseen = await rt.seen.unseen(feed.id, [a.content_hash for a in articles])
     fresh = [a for a in articles if a.content_hash in unseen]
+    if fresh and feed.full_text:
+        fresh = await fulltext.complete(rt, feed, fresh)
     if fresh:
         batch = StoreBatch(
-            feed_id=feed_id,
-            feed_url=feed_url,
+            feed_id=feed.id,
+            feed_url=feed.url,
             body_hash=body_hash,
             validators=validators,
             articles=fresh,
@@ -154,9 +155,7 @@ async def ingest_push(rt: Runtime, feed: Feed, body: bytes, content_type: str | 
         now=now,
     )
     body_hash = hashlib.sha256(body).hexdigest()
-    return await deliver(
-        rt, feed.id, feed.url, articles, body_hash=body_hash, validators=None, now=now
-    )
+    return await deliver(rt, feed, articles, body_hash=body_hash, validators=None, now=now)
 
 
 async def _failed(rt: Runtime, feed: Feed, error: FeedError, now: datetime) -> Outcome:
@@ -185,7 +184,9 @@ async def store_articles(rt: Runtime, batch: StoreBatch) -> StoreResult:
         result = await store_batch(
             conn, batch, story_window=timedelta(days=rt.settings.story_window_days)
         )
-    await rt.seen.mark(batch.feed_id, (a.content_hash for a in batch.articles))
+    delivered = [a.content_hash for a in batch.articles]
+    delivered += [a.feed_hash for a in batch.articles if a.feed_hash]  # see fulltext
+    await rt.seen.mark(batch.feed_id, delivered)
     metrics.ARTICLES_STORED.inc(result.new)
     metrics.ARTICLES_MERGED.inc(result.merged)
     metrics.ARTICLES_CLUSTERED.inc(result.joined_stories)
