@@ -287,13 +287,21 @@ def retry_after_seconds(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    seconds = seconds_until(value, datetime.now(UTC))
+    return None if seconds is None else max(0.0, seconds)
+
+
+def seconds_until(http_date: str | None, now: datetime) -> float | None:
+    """Seconds from ``now`` to an HTTP date (Retry-After, Expires); None if unreadable."""
+    if not http_date:
+        return None
     try:
-        when = parsedate_to_datetime(value)
+        when = parsedate_to_datetime(http_date)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return (when - now).total_seconds()
 
 
 __all__ = [
@@ -304,4 +312,5 @@ __all__ = [
     "guarded_socket_factory",
     "is_public_address",
     "retry_after_seconds",
+    "seconds_until",
 ]

@@ -20,12 +20,12 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import asyncpg
 
 from aggregator.errors import FeedError, HTTPStatusError
 from aggregator.feeds import Feed
+from aggregator.fetch import seconds_until
 from aggregator.settings import Settings
 
 JITTER = 0.1
@@ -100,16 +100,8 @@ def _max_age(cache_control: str | None) -> float | None:
 
 
 def _expires_in(expires: str | None, now: datetime) -> float | None:
-    if not expires:
-        return None
-    try:
-        when = parsedate_to_datetime(expires)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    seconds = (when - now).total_seconds()
-    return seconds if seconds > 0 else None
+    seconds = seconds_until(expires, now)
+    return seconds if seconds is not None and seconds > 0 else None
 
 
 def observed_interval(published: Sequence[datetime]) -> float | None:

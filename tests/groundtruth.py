@@ -18,7 +18,8 @@ from typing import Any
 
 import asyncpg
 
-from aggregator import feeds
+from aggregator import daemon, feeds
+from aggregator.runtime import Runtime
 from tests.feedserver import FeedServer
 
 HERE = Path(__file__).resolve().parent
@@ -88,6 +89,17 @@ class Corpus:
                 raise AssertionError(f"{item['item_id']} has no sighting: not stored")
             groups[item["item_id"]] = article
         return groups
+
+
+async def ingest(rt: Runtime, server: FeedServer, corpus: Corpus) -> dict[str, int]:
+    """Serve and register a corpus, poll every feed once through the real pipeline;
+    return feed file -> feed id."""
+    urls = corpus.serve(server)
+    async with rt.pool.acquire() as conn:
+        feed_ids = await corpus.register(conn, urls)
+    summary = await daemon.run_once(rt, timeout=120)
+    assert summary.feeds_failed == 0, summary.failures
+    return feed_ids
 
 
 def pairwise(system: Mapping[str, Hashable], truth: Mapping[str, Hashable]) -> tuple[float, float]:

@@ -10,18 +10,9 @@ import pytest
 from aggregator import daemon, queue
 from aggregator.runtime import Runtime
 from tests.feedserver import FeedServer
-from tests.groundtruth import Corpus, corpora, pairwise
+from tests.groundtruth import Corpus, corpora, ingest, pairwise
 
 CORPORA = [pytest.param(c, id=c.parent.name + "/" + c.name) for c in corpora()]
-
-
-async def ingest(rt: Runtime, server: FeedServer, corpus: Corpus) -> dict[str, int]:
-    urls = corpus.serve(server)
-    async with rt.pool.acquire() as conn:
-        feed_ids = await corpus.register(conn, urls)
-    summary = await daemon.run_once(rt, timeout=120)
-    assert summary.feeds_failed == 0, summary.failures
-    return feed_ids
 
 
 @pytest.mark.parametrize("root", CORPORA)

@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from aggregator import daemon, dedupe, language, stories
+from aggregator import dedupe, language, stories
 from aggregator.normalize import Article, FeedContext, normalize_feed
 from aggregator.parse import Body, Entry, ParsedFeed, parse_feed
 from aggregator.runtime import Runtime
@@ -32,22 +32,13 @@ from aggregator.settings import Settings
 from aggregator.store import StoreBatch, Validators, store_batch
 from tests import processes
 from tests.feedserver import FeedServer
-from tests.groundtruth import Corpus, corpora, pairwise
+from tests.groundtruth import Corpus, corpora, ingest, pairwise
 
 CORPORA = [pytest.param(c, id=c.parent.name + "/" + c.name) for c in corpora()]
 T0 = datetime(2015, 2, 16, 6, 0, tzinfo=UTC)
 
 
 # --- the labelled corpora, through the real pipeline ------------------------------------------
-
-
-async def ingest(rt: Runtime, server: FeedServer, corpus: Corpus) -> dict[str, int]:
-    urls = corpus.serve(server)
-    async with rt.pool.acquire() as conn:
-        feed_ids = await corpus.register(conn, urls)
-    summary = await daemon.run_once(rt, timeout=120)
-    assert summary.feeds_failed == 0, summary.failures
-    return feed_ids
 
 
 async def stored_stories(rt: Runtime, corpus: Corpus, feed_ids: dict[str, int]) -> dict[str, int]:
