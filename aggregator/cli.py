@@ -11,6 +11,7 @@ import functools
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
@@ -110,25 +111,31 @@ def main(verbose: bool) -> None:
 async def run(once: bool) -> None:
     """Run the daemon: scheduler and workers in one process."""
     settings = _settings()
-    async with (
-        services(settings) as urls,
-        open_runtime(settings, database_url=urls.database_url, redis_url=urls.redis_url) as rt,
-    ):
+    async with services(settings) as urls:
         if once:
-            bar = Progress("polling", 0)
+            async with open_runtime(
+                settings, database_url=urls.database_url, redis_url=urls.redis_url
+            ) as rt:
+                bar = Progress("polling", 0)
 
-            def show(polled: int, total: int, stored: int) -> None:
-                bar.total = total
-                bar.update(polled, f"feeds polled, {stored} new articles")
+                def show(polled: int, total: int, stored: int) -> None:
+                    bar.total = total
+                    bar.update(polled, f"feeds polled, {stored} new articles")
 
-            summary = await daemon.run_once(rt, progress=show)
-            bar.close()
-            _print_summary(summary)
+                summary = await daemon.run_once(rt, progress=show)
+                bar.close()
+                _print_summary(summary)
             return
         stop = asyncio.Event()
         daemon.install_stop_signals(stop)
-        async with web.serve(rt):
-            await daemon.run_forever(rt, stop)
+        async with AsyncExitStack() as stack:
+            started = await daemon.open_when_reachable(
+                stack, settings, database_url=urls.database_url, redis_url=urls.redis_url, stop=stop
+            )
+            if started is None:
+                return
+            async with web.serve(started):
+                await daemon.run_forever(started, stop)
 
 
 def _print_summary(summary: daemon.OnceSummary) -> None:

@@ -13,19 +13,23 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from arq.worker import Worker
 
-from aggregator import outbox, queue, retention, schedule
-from aggregator.runtime import SERVICE_ERRORS, Runtime
+from aggregator import logs, outbox, queue, retention, schedule
+from aggregator.errors import ServiceUnavailableError
+from aggregator.runtime import SERVICE_ERRORS, Runtime, open_runtime
+from aggregator.settings import Settings
 from workers.jobs import worker_options
 
 log = logging.getLogger("aggregator.daemon")
 
 SHUTDOWN_GRACE_SECONDS = 20
 RESTART_DELAY_SECONDS = 1.0
+START_RETRY_MAX_SECONDS = 30.0
 
 
 class Workers:
@@ -100,6 +104,35 @@ async def schedule_pass(rt: Runtime, leases: list[schedule.Lease]) -> int:
     return queued
 
 
+async def open_when_reachable(
+    stack: AsyncExitStack,
+    settings: Settings,
+    *,
+    database_url: str,
+    redis_url: str,
+    stop: asyncio.Event,
+) -> Runtime | None:
+    """The daemon's runtime, once PostgreSQL and Redis answer.
+
+    A daemon started before its services (a reboot, compose without health
+    checks) or during an outage waits for them, saying so once, instead of
+    exiting; None if it is told to stop first. One-shot commands fail at once."""
+    delay = RESTART_DELAY_SECONDS
+    warned = False
+    while not stop.is_set():
+        try:
+            return await stack.enter_async_context(
+                open_runtime(settings, database_url=database_url, redis_url=redis_url)
+            )
+        except ServiceUnavailableError as exc:
+            log.log(logging.DEBUG if warned else logging.WARNING, "%s; waiting for it", exc)
+            warned = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, START_RETRY_MAX_SECONDS)
+    return None
+
+
 async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
     workers = Workers(rt)
     workers.start()
@@ -114,14 +147,16 @@ async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
         else None
     )
     log.info("daemon started: polling due feeds every %.1fs", rt.settings.scheduler_tick)
+    outage = logs.Outage(log, "scheduler pass")
     try:
         while not stop.is_set():
             try:
                 leases = await schedule.lease_due(rt.pool, rt.settings)
                 if leases:
                     log.debug("queued %d polls", await schedule_pass(rt, leases))
+                outage.succeeded()
             except SERVICE_ERRORS as exc:
-                log.warning("scheduler pass failed (%s); leases will expire and be retried", exc)
+                outage.failed(exc, "leases will expire and be retried")
             workers.check()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), rt.settings.scheduler_tick)

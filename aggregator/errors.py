@@ -28,6 +28,10 @@ class FeedNotFoundError(AggregatorError, LookupError):
     """No feed with that id or URL is registered."""
 
 
+class ServiceUnavailableError(AggregatorError):
+    """PostgreSQL or Redis did not answer; the message names which, and where."""
+
+
 class FeedError(AggregatorError):
     """Fetching or parsing one feed failed; recorded on the feed's row.
 

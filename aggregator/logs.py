@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -55,3 +56,29 @@ class FeedLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 def for_feed(logger: logging.Logger, feed_id: int, url: str) -> FeedLog:
     return FeedLog(logger, {"feed_id": feed_id, "feed_url": url})
+
+
+class Outage:
+    """Logs a repeating failure (a service down, retried every tick) as one warning
+    when it starts and one info line when it ends; the retries between are debug."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self.log = logger
+        self.what = what
+        self.since: float | None = None
+
+    def failed(self, exc: BaseException, consequence: str) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            self.log.warning("%s failed (%s); %s", self.what, _reason(exc), consequence)
+        else:
+            self.log.debug("%s failed again (%s)", self.what, _reason(exc))
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            self.log.info("%s works again after %.0fs", self.what, time.monotonic() - self.since)
+            self.since = None
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

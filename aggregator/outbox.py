@@ -29,7 +29,7 @@ from datetime import datetime
 import asyncpg
 from arq.connections import ArqRedis
 
-from aggregator import subscribers
+from aggregator import logs, subscribers
 from aggregator.runtime import SERVICE_ERRORS
 
 log = logging.getLogger("aggregator.outbox")
@@ -134,13 +134,15 @@ async def relay_forever(
 ) -> None:
     """The daemon's relay: a pass every ``interval`` seconds (at once while a backlog
     remains) until ``stop``. A failed pass is logged and retried: rows stay pending."""
+    outage = logs.Outage(log, "outbox relay")
     while not stop.is_set():
         try:
             done = await relay_once(pool, redis)
+            outage.succeeded()
             if done is not None and done.rows == RELAY_BATCH:
                 continue
         except (*SERVICE_ERRORS, asyncpg.PostgresError) as exc:
-            log.warning("outbox relay pass failed (%s); rows stay pending, retrying", exc)
+            outage.failed(exc, "rows stay pending, retrying")
         except Exception:  # a bug must not stop ingestion; the rows wait for a fix
             log.exception("outbox relay pass failed; rows stay pending, retrying")
         with contextlib.suppress(TimeoutError):

@@ -20,7 +20,8 @@ STORE_JOB = "store_articles"
 
 
 def serialize(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # default=repr: a failed job's result holds its exception, kept as text.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr).encode()
 
 
 def deserialize(data: bytes) -> dict[str, Any]:

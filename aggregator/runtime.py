@@ -12,11 +12,12 @@ import functools
 import logging
 import multiprocessing
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import redis.exceptions
@@ -24,7 +25,7 @@ from arq.connections import ArqRedis
 
 from aggregator import db, queue
 from aggregator.dedupe import SeenCache
-from aggregator.errors import ConfigError
+from aggregator.errors import ConfigError, ServiceUnavailableError
 from aggregator.fetch import Fetcher
 from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
 from aggregator.politeness import HostLimiter
@@ -73,6 +74,27 @@ def parse_executor(settings: Settings) -> Executor:
     return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
 
 
+@contextmanager
+def _naming(service: str, url: str) -> Iterator[None]:
+    """A connection failure becomes one line that names the service and where it is
+    (never its password): "cannot reach PostgreSQL at 127.0.0.1:5432/news: ..."."""
+    try:
+        yield
+    except SERVICE_ERRORS as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ServiceUnavailableError(f"cannot reach {service} at {where(url)}: {reason}") from exc
+
+
+def where(url: str) -> str:
+    """A service URL as a log line may show it: host, port and path, no credentials."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    if host:
+        return host + parts.path
+    socket = ",".join(parse_qs(parts.query).get("host") or [])
+    return f"{socket} ({parts.path.lstrip('/')})" if socket else parts.path  # a unix socket
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -86,15 +108,17 @@ async def open_runtime(
     if not database_url or not redis_url:
         raise ConfigError("AGGREGATOR_DATABASE_URL and AGGREGATOR_REDIS_URL must be set")
     async with AsyncExitStack() as stack:
-        if migrate:
-            for migration in await db.migrate(database_url):
-                log.info("applied migration %03d_%s", migration.version, migration.name)
-        pool = await db.create_pool(
-            database_url,
-            max_size=max(4, settings.store_concurrency + settings.poll_concurrency // 4),
-        )
+        with _naming("PostgreSQL", database_url):
+            if migrate:
+                for migration in await db.migrate(database_url):
+                    log.info("applied migration %03d_%s", migration.version, migration.name)
+            pool = await db.create_pool(
+                database_url,
+                max_size=max(4, settings.store_concurrency + settings.poll_concurrency // 4),
+            )
         stack.push_async_callback(pool.close)
-        redis = await queue.connect(redis_url)
+        with _naming("Redis", redis_url):
+            redis = await queue.connect(redis_url)
         stack.push_async_callback(redis.aclose)
         fetcher = await stack.enter_async_context(Fetcher(settings))
         parser = parse_executor(settings)

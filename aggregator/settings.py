@@ -75,7 +75,12 @@ class Settings(BaseSettings):
         0, ge=0, description="Processes that parse feeds; 0 means one per CPU core."
     )
     job_timeout: Seconds = Field(120, description="A job running longer than this is cancelled.")
-    max_tries: int = Field(5, gt=0, description="Attempts per job before arq gives up on it.")
+    max_tries: int = Field(
+        5,
+        gt=0,
+        description="Attempts per poll job before arq gives up on it (the feed is polled "
+        "again at its next lease). Store jobs retry through outages of more than a day.",
+    )
     poll_delay: Seconds = Field(0.05, description="How often idle workers check their queue.")
 
     fetch_timeout: Seconds = Field(30, description="Total seconds allowed for one fetch.")

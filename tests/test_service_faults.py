@@ -93,6 +93,18 @@ async def prepare(
     return corpus, feed_ids
 
 
+async def storing(database_url: str) -> bool:
+    """The daemon is mid-run: it has stored its first articles."""
+    try:
+        conn = await asyncpg.connect(database_url, timeout=2)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    try:
+        return bool(await conn.fetchval("SELECT count(*) FROM articles"))
+    finally:
+        await conn.close()
+
+
 async def deliveries(redis_url: str) -> int:
     import redis.asyncio
 
@@ -136,7 +148,7 @@ async def test_redis_restarted_empty_mid_run_loses_nothing(
     daemon = processes.aggregator(["run"], env)
     restarted = None
     try:
-        await asyncio.sleep(1.5)
+        await eventually(lambda: storing(settings.database_url or ""), 60, "the daemon stores")
         import redis.asyncio
 
         client = redis.asyncio.from_url(redis_url)
@@ -189,10 +201,11 @@ async def test_postgres_down_for_30s_mid_run_loses_nothing(
     )
     daemon = processes.aggregator(["run"], env)
     try:
-        await asyncio.sleep(1.5)
+        await eventually(lambda: storing(database_url), 60, "the daemon stores articles")
         await asyncio.to_thread(own_postgres.stop_postgres)
         await asyncio.sleep(STOPPED_SECONDS)
-        assert daemon.poll() is None, "the daemon waits Postgres out"
+        if daemon.poll() is not None:
+            raise AssertionError("the daemon exited: " + processes.output(daemon)[-3000:])
         await asyncio.to_thread(own_postgres.start_postgres)
         try:
             await eventually(lambda: expected.settled(database_url), 120, "convergence")
@@ -210,6 +223,39 @@ async def test_postgres_down_for_30s_mid_run_loses_nothing(
             processes.sigkill(daemon)
     await expected.check(database_url, feed_ids)
     assert await deliveries(own_postgres.redis_url) == expected.articles
+
+
+async def test_daemon_started_before_postgres_waits_for_it(
+    settings: Settings,
+    clean_services: None,
+    feed_server: FeedServer,
+    own_postgres: EmbeddedServices,
+) -> None:
+    database_url = own_postgres.database_url
+    corpus, feed_ids = await prepare(database_url, feed_server, delay=0)
+    expected = Expected(corpus)
+    await asyncio.to_thread(own_postgres.stop_postgres)
+    env = processes.service_env(
+        settings,
+        AGGREGATOR_DATABASE_URL=database_url,
+        AGGREGATOR_REDIS_URL=own_postgres.redis_url,
+        **FAST,
+    )
+    daemon = processes.aggregator(["run"], env)
+    try:
+        await asyncio.sleep(4)  # a few start attempts
+        if daemon.poll() is not None:
+            raise AssertionError("the daemon exited: " + processes.output(daemon)[-3000:])
+        await asyncio.to_thread(own_postgres.start_postgres)
+        await eventually(lambda: expected.settled(database_url), 60, "ingest once it is up")
+        (printed,) = await stop_all([daemon])
+    finally:
+        if daemon.poll() is None:
+            processes.sigkill(daemon)
+    await expected.check(database_url, feed_ids)
+    waiting = [line for line in printed.splitlines() if "cannot reach PostgreSQL" in line]
+    assert len(waiting) == 1, printed[-3000:]  # said once, as a warning, naming the service
+    assert json.loads(waiting[0])["level"] == "warning"
 
 
 async def test_three_workers_and_two_schedulers(

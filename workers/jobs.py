@@ -31,10 +31,26 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# A store batch is the only copy of its articles until it commits, so it waits out
+# a Postgres outage instead of giving up after ``max_tries``: with retries a minute
+# apart at most, this many tries span more than a day. (A batch that fails for any
+# other reason fails once and is logged; arq retries only ``Retry``.)
+STORE_MAX_TRIES = 1500
+RETRY_DELAY_CAP_SECONDS = 60
+
+
 def _retry(ctx: dict[str, Any], exc: BaseException) -> Retry:
-    delay = min(2 ** ctx.get("job_try", 1), 60)
-    log.warning(
-        "job %s: %s: %s; retrying in %ds", ctx.get("job_id"), type(exc).__name__, exc, delay
+    """Retry later, with exponential backoff; said as a warning on the first retry only."""
+    job_try = ctx.get("job_try", 1)
+    delay = min(2**job_try, RETRY_DELAY_CAP_SECONDS)
+    log.log(
+        logging.WARNING if job_try == 1 else logging.DEBUG,
+        "job %s: %s: %s; retrying in %ds (try %d)",
+        ctx.get("job_id"),
+        type(exc).__name__,
+        exc,
+        delay,
+        job_try,
     )
     return Retry(defer=delay)
 
@@ -61,7 +77,15 @@ def functions_for(queue_name: str, settings: Settings) -> list[Function]:
         return [func(poll_feed, name=queue.POLL_JOB, timeout=settings.job_timeout)]
     # keep_result=0: a finished store job leaves no result behind, so the same
     # (feed, body) batch can be queued again if the body comes back later.
-    return [func(store_articles, name=queue.STORE_JOB, timeout=settings.job_timeout, keep_result=0)]
+    return [
+        func(
+            store_articles,
+            name=queue.STORE_JOB,
+            timeout=settings.job_timeout,
+            keep_result=0,
+            max_tries=STORE_MAX_TRIES,
+        )
+    ]
 
 
 def worker_options(settings: Settings, queue_name: str) -> dict[str, Any]:
