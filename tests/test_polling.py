@@ -336,3 +336,20 @@ async def test_status_shows_health_and_region_totals(
         1,
     )
     assert "HTTP 500" in table.stdout and "disabled" in table.stdout
+
+
+async def test_a_lost_store_batch_is_rebuilt_by_the_next_poll(
+    runtime: Runtime, feed_server: FeedServer
+) -> None:
+    """Until a batch commits, nothing marks its body as seen: if Redis loses the queued
+    batch, the next poll fetches in full, parses again and queues the same batch."""
+    feed_id = await add_feed(runtime, feed_server.add("lost.xml", rss(3)))
+    assert await poll(runtime, feed_id) == Outcome.QUEUED
+    (job_id,) = await runtime.redis.zrange(queue.STORE_QUEUE, 0, -1)
+    await runtime.redis.delete(queue.STORE_QUEUE, b"arq:job:" + job_id)  # lost
+
+    assert await poll(runtime, feed_id) == Outcome.QUEUED
+    assert await runtime.redis.zrange(queue.STORE_QUEUE, 0, -1) == [job_id]
+    assert feed_server.hits("lost.xml")[-1].status == 200, "no validators until it commits"
+    await daemon.run_once(runtime, timeout=60)
+    assert await runtime.pool.fetchval("SELECT count(*) FROM articles") == 3
