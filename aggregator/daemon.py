@@ -97,11 +97,14 @@ class Workers:
 
 
 async def schedule_pass(rt: Runtime, leases: list[schedule.Lease]) -> int:
-    queued = 0
-    for lease in leases:
-        due_ms = int(lease.due_at.timestamp() * 1000)
-        queued += await queue.enqueue_poll(rt.redis, lease.feed_id, due_ms, lease.token)
-    return queued
+    """Queue the leased feeds as poll jobs of ``poll_batch`` feeds each; return the jobs."""
+    size = rt.settings.poll_batch
+    batches = [
+        [(lease.feed_id, lease.token) for lease in leases[i : i + size]]
+        for i in range(0, len(leases), size)
+    ]
+    queued = await asyncio.gather(*(queue.enqueue_polls(rt.redis, b) for b in batches))
+    return sum(queued)
 
 
 async def open_when_reachable(

@@ -7,7 +7,9 @@ enqueued twice (two schedulers, a retried poll) runs once.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from arq import create_pool
@@ -15,7 +17,7 @@ from arq.connections import ArqRedis, RedisSettings
 
 POLL_QUEUE = "aggregator:poll"
 STORE_QUEUE = "aggregator:store"
-POLL_JOB = "poll_feed"
+POLL_JOB = "poll_feeds"
 STORE_JOB = "store_articles"
 
 
@@ -48,21 +50,22 @@ async def connect(url: str) -> ArqRedis:
     )
 
 
-def poll_job_id(feed_id: int, due_epoch_ms: int) -> str:
-    return f"poll:{feed_id}:{due_epoch_ms}"
+def poll_job_id(leases: Sequence[tuple[int, str]]) -> str:
+    """A batch's job id: its feeds' lease tokens, which no other lease ever has."""
+    digest = hashlib.sha256(",".join(token for _, token in leases).encode()).hexdigest()
+    return f"poll:{leases[0][0]}:{len(leases)}:{digest[:24]}"
 
 
 def store_job_id(feed_id: int, body_hash: str) -> str:
     return f"store:{feed_id}:{body_hash}"
 
 
-async def enqueue_poll(redis: ArqRedis, feed_id: int, due_epoch_ms: int, lease_token: str) -> bool:
-    """Queue one poll of a feed for one due time; False if it is already queued."""
+async def enqueue_polls(redis: ArqRedis, leases: Sequence[tuple[int, str]]) -> bool:
+    """Queue one poll job for a batch of leased feeds; False if it is already queued."""
     job = await redis.enqueue_job(
         POLL_JOB,
-        feed_id,
-        lease_token,
-        _job_id=poll_job_id(feed_id, due_epoch_ms),
+        [[feed_id, token] for feed_id, token in leases],
+        _job_id=poll_job_id(leases),
         _queue_name=POLL_QUEUE,
     )
     return job is not None

@@ -2,14 +2,19 @@
 
 fetch (conditional GET) -> skip if unchanged -> parse and normalize (off the
 event loop) -> drop what this feed already delivered -> queue a store batch ->
-schedule the next poll. Errors of the feed's own making are recorded on its
-row; everything else propagates so the job is retried.
+schedule the next poll. A poll job carries a batch of feeds: they are claimed
+in one statement, polled side by side, and their outcomes written in one
+transaction. Errors of the feed's own making are recorded on its row; a
+service error (Redis or Postgres away) leaves the feed claimed, so it is due
+again a lease length later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -22,6 +27,9 @@ from aggregator.runtime import Runtime
 from aggregator.store import StoreBatch, StoreResult, Validators, store_batch
 
 log = logging.getLogger("aggregator.refresh")
+# A service outage interrupts every poll in flight: one warning when they start, one line
+# when polls complete again, not a line per feed.
+_interruptions = logs.Outage(log, "polls")
 
 
 class Outcome(StrEnum):
@@ -32,19 +40,45 @@ class Outcome(StrEnum):
     FAILED = "failed"
     DEFERRED = "deferred"  # its host was busy; due again shortly
     SKIPPED = "skipped"  # a stale job: polled, re-leased, removed or disabled since
+    INTERRUPTED = "interrupted"  # a service error mid-poll; due again after the lease
+
+
+async def refresh_feeds(rt: Runtime, leases: Sequence[tuple[int, str]]) -> list[Outcome]:
+    """Poll a batch of leased feeds at once: one claim, the polls side by side, one write
+    of their outcomes. A feed whose poll hit a service error (Redis or Postgres away) is
+    left as claimed: it becomes due again a lease length later."""
+    settings = rt.settings
+    feeds = {feed.id: feed for feed in await schedule.claim(rt.pool, settings, leases)}
+    recorder = schedule.Recorder(settings)
+    results = await asyncio.gather(
+        *(_refresh(rt, feed, recorder) for feed in feeds.values()), return_exceptions=True
+    )
+    await recorder.flush(rt.pool)
+    by_feed: dict[int, Outcome] = {}
+    for feed, result in zip(feeds.values(), results, strict=True):
+        if isinstance(result, Outcome):
+            by_feed[feed.id] = result
+            if result is not Outcome.FAILED:  # failures are counted with their kind in _failed
+                metrics.FETCHES.labels(outcome=result.value, error_kind="").inc()
+        elif isinstance(result, Exception):
+            _interruptions.failed(
+                result, f"such feeds are due again in {settings.lease_seconds:.0f}s"
+            )
+            by_feed[feed.id] = Outcome.INTERRUPTED
+        else:
+            raise result  # cancelled: the job is being stopped
+    if Outcome.INTERRUPTED not in by_feed.values():
+        _interruptions.succeeded()
+    return [by_feed.get(feed_id, Outcome.SKIPPED) for feed_id, _ in leases]
 
 
 async def refresh_feed(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
-    outcome = await _refresh(rt, feed_id, lease_token)
-    if outcome is not Outcome.FAILED:  # failures are counted with their kind in _failed
-        metrics.FETCHES.labels(outcome=outcome.value, error_kind="").inc()
+    """One leased feed's poll (see ``refresh_feeds``)."""
+    (outcome,) = await refresh_feeds(rt, [(feed_id, lease_token)])
     return outcome
 
 
-async def _refresh(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
-    feed = await schedule.claim(rt.pool, rt.settings, feed_id, lease_token)
-    if feed is None:
-        return Outcome.SKIPPED  # stale job: already polled, re-leased, removed or disabled
+async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcome:
     flog = logs.for_feed(log, feed.id, feed.url)
     settings, now = rt.settings, datetime.now(UTC)
     interval = feed.poll_interval or feed.update_interval or settings.poll_interval
@@ -58,7 +92,7 @@ async def _refresh(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
             flog.warning("moved permanently to %s", response.moved_to)
         if response.not_modified or response.body is None:
             await websub.renew_if_due(rt, feed, hub=None, topic=None, now=now)
-            await schedule.record_unchanged(rt.pool, settings, feed, interval)
+            record.unchanged(feed, interval)
             return Outcome.NOT_MODIFIED
         body_hash = hashlib.sha256(response.body).hexdigest()
         validators = Validators(
@@ -66,9 +100,7 @@ async def _refresh(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
         )
         if body_hash == feed.last_body_hash:
             await websub.renew_if_due(rt, feed, hub=None, topic=None, now=now)
-            await schedule.record_unchanged(
-                rt.pool, settings, feed, interval, **validators.model_dump()
-            )
+            record.unchanged(feed, interval, **validators.model_dump())
             return Outcome.UNCHANGED
         document, articles = await rt.parse(
             response.body,
@@ -78,10 +110,10 @@ async def _refresh(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
             now=now,
         )
     except HostBusyError:
-        await schedule.record_deferred(rt.pool, feed, settings.scheduler_tick * 2)
+        record.deferred(feed, settings.scheduler_tick * 2)
         return Outcome.DEFERRED
     except FeedError as error:
-        return await _failed(rt, feed, error, now)
+        return await _failed(rt, feed, error, record, now)
     if document.warning:
         flog.info("recovered from malformed XML: %s", document.warning)
 
@@ -101,13 +133,9 @@ async def _refresh(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
     await websub.renew_if_due(rt, feed, hub=document.hub, topic=document.self_url, now=now)
     queued = await deliver(rt, feed, articles, body_hash=body_hash, validators=validators, now=now)
     if not queued:
-        await schedule.record_unchanged(
-            rt.pool, settings, feed, interval, **validators.model_dump()
-        )
+        record.unchanged(feed, interval, **validators.model_dump())
         return Outcome.NOTHING_NEW
-    await schedule.record_success(
-        rt.pool, settings, feed, interval, title=document.title, site_url=document.site_url
-    )
+    record.success(feed, interval, title=document.title, site_url=document.site_url)
     flog.debug("%d of %d articles queued", queued, len(articles))
     return Outcome.QUEUED
 
@@ -158,12 +186,14 @@ async def ingest_push(rt: Runtime, feed: Feed, body: bytes, content_type: str | 
     return await deliver(rt, feed, articles, body_hash=body_hash, validators=None, now=now)
 
 
-async def _failed(rt: Runtime, feed: Feed, error: FeedError, now: datetime) -> Outcome:
+async def _failed(
+    rt: Runtime, feed: Feed, error: FeedError, record: schedule.Recorder, now: datetime
+) -> Outcome:
     flog = logs.for_feed(log, feed.id, feed.url)
     if isinstance(error, HTTPStatusError) and error.status in (429, 503):
         await rt.hosts.penalize(feed.url)
     metrics.FETCHES.labels(outcome=Outcome.FAILED.value, error_kind=error.kind).inc()
-    disabled = await schedule.record_failure(rt.pool, rt.settings, feed, error, now=now)
+    disabled = record.failure(feed, error, now=now)
     if disabled:
         flog.warning("disabled: %s", disabled)
     elif feed.error_count == 0:  # a failing feed is a warning once, then quieter

@@ -199,9 +199,10 @@ RETURNING f.id, now() AS next_poll_at, f.lease_token::text
 """
 
 _CLAIM = """
-UPDATE feeds SET lease_token = NULL, next_poll_at = now() + make_interval(secs => $3)
-WHERE id = $1 AND lease_token = $2::uuid AND NOT disabled
-RETURNING *
+UPDATE feeds f SET lease_token = NULL, next_poll_at = now() + make_interval(secs => $3)
+FROM unnest($1::bigint[], $2::uuid[]) AS lease(id, token)
+WHERE f.id = lease.id AND f.lease_token = lease.token AND NOT f.disabled
+RETURNING f.*
 """
 
 
@@ -216,10 +217,18 @@ async def lease_all(pool: asyncpg.Pool, settings: Settings) -> list[Lease]:
     return [Lease(r["id"], r["next_poll_at"], r["lease_token"]) for r in rows]
 
 
-async def claim(pool: asyncpg.Pool, settings: Settings, feed_id: int, token: str) -> Feed | None:
-    """Take the feed for this poll, or None if the lease is stale (polled, re-leased, disabled)."""
-    row = await pool.fetchrow(_CLAIM, feed_id, token, settings.lease_seconds)
-    return Feed.from_row(row) if row else None
+async def claim(
+    pool: asyncpg.Pool, settings: Settings, leases: Sequence[tuple[int, str]]
+) -> list[Feed]:
+    """Take the leased feeds for this poll, in one statement. A stale lease (polled,
+    re-leased, disabled or removed since) claims nothing: its feed is not returned."""
+    rows = await pool.fetch(
+        _CLAIM,
+        [feed_id for feed_id, _ in leases],
+        [token for _, token in leases],
+        settings.lease_seconds,
+    )
+    return [Feed.from_row(row) for row in rows]
 
 
 # --- outcomes ---------------------------------------------------------------------------------
@@ -280,82 +289,77 @@ RETURNING url
 """
 
 
-async def record_success(
-    pool: asyncpg.Pool,
-    settings: Settings,
-    feed: Feed,
-    interval: float,
-    *,
-    title: str | None = None,
-    site_url: str | None = None,
-) -> None:
-    """A poll whose articles went to the store queue; validators advance there."""
-    await pool.execute(
-        _RECORD_OK,
-        feed.id,
-        next_delay(settings, interval),
-        interval,
-        title,
-        site_url,
-        None,
-        None,
-        None,
-    )
+class Recorder:
+    """The outcomes of a batch of polls, written to their feeds' rows in one round trip
+    per kind of outcome (``flush``) instead of one statement per feed.
 
+    Until it is flushed nothing is recorded: if the flush never happens (the job is
+    killed, Postgres goes away) each feed's claim has already made it due again a
+    lease length later, with its validators where they were."""
 
-async def record_unchanged(
-    pool: asyncpg.Pool,
-    settings: Settings,
-    feed: Feed,
-    interval: float,
-    *,
-    etag: str | None = None,
-    last_modified: str | None = None,
-    body_hash: str | None = None,
-) -> None:
-    """A poll with nothing to store: safe to advance validators here."""
-    await pool.execute(
-        _RECORD_OK,
-        feed.id,
-        next_delay(settings, interval),
-        interval,
-        None,
-        None,
-        etag,
-        last_modified,
-        body_hash,
-    )
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ok: list[tuple[object, ...]] = []
+        self._failures: list[tuple[object, ...]] = []
+        self._deferred: list[tuple[object, ...]] = []
 
+    def success(
+        self,
+        feed: Feed,
+        interval: float,
+        *,
+        title: str | None = None,
+        site_url: str | None = None,
+    ) -> None:
+        """A poll whose articles went to the store queue; validators advance there."""
+        delay = next_delay(self.settings, interval)
+        self._ok.append((feed.id, delay, interval, title, site_url, None, None, None))
 
-async def record_failure(
-    pool: asyncpg.Pool, settings: Settings, feed: Feed, error: FeedError, *, now: datetime
-) -> str | None:
-    """Count the failure, back off, and disable the feed when it is time; return why if so."""
-    failures = feed.error_count + 1
-    retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
-    interval = feed.update_interval or feed.poll_interval or settings.poll_interval
-    delay = backoff_delay(settings, interval, failures, retry_after=retry_after)
-    reason = None
-    if isinstance(error, HTTPStatusError) and error.status == 410:
-        reason = "the server says the feed is gone for good (HTTP 410)"
-    elif should_disable(settings, failures, feed.failing_since or now, now):
-        since = (feed.failing_since or now).strftime("%Y-%m-%d %H:%M UTC")
-        reason = f"failed {failures} times in a row since {since}; last error: {error}"
-    await pool.execute(
-        _RECORD_FAILURE,
-        feed.id,
-        str(error)[:1000],
-        error.kind,
-        delay,
-        reason is not None,
-        reason,
-    )
-    return reason
+    def unchanged(
+        self,
+        feed: Feed,
+        interval: float,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        body_hash: str | None = None,
+    ) -> None:
+        """A poll with nothing to store: safe to advance validators here."""
+        delay = next_delay(self.settings, interval)
+        self._ok.append((feed.id, delay, interval, None, None, etag, last_modified, body_hash))
 
+    def failure(self, feed: Feed, error: FeedError, *, now: datetime) -> str | None:
+        """Count the failure, back off, and disable the feed when it is time; return why if so."""
+        settings = self.settings
+        failures = feed.error_count + 1
+        retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
+        interval = feed.update_interval or feed.poll_interval or settings.poll_interval
+        delay = backoff_delay(settings, interval, failures, retry_after=retry_after)
+        reason = None
+        if isinstance(error, HTTPStatusError) and error.status == 410:
+            reason = "the server says the feed is gone for good (HTTP 410)"
+        elif should_disable(settings, failures, feed.failing_since or now, now):
+            since = (feed.failing_since or now).strftime("%Y-%m-%d %H:%M UTC")
+            reason = f"failed {failures} times in a row since {since}; last error: {error}"
+        self._failures.append(
+            (feed.id, str(error)[:1000], error.kind, delay, reason is not None, reason)
+        )
+        return reason
 
-async def record_deferred(pool: asyncpg.Pool, feed: Feed, delay: float) -> None:
-    """Not polled after all (its host was busy): due again soon, no failure counted."""
-    await pool.execute(_DEFER, feed.id, delay)
+    def deferred(self, feed: Feed, delay: float) -> None:
+        """Not polled after all (its host was busy): due again soon, no failure counted."""
+        self._deferred.append((feed.id, delay))
+
+    async def flush(self, pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            for statement, rows in (
+                (_RECORD_OK, self._ok),
+                (_RECORD_FAILURE, self._failures),
+                (_DEFER, self._deferred),
+            ):
+                if rows:
+                    await conn.executemany(statement, rows)
+        self._ok, self._failures, self._deferred = [], [], []
 
 
 async def record_redirect(

@@ -69,7 +69,15 @@ class Settings(BaseSettings):
     scheduler_tick: Seconds = Field(1.0, description="Seconds between scheduler passes.")
     scheduler_batch: int = Field(500, gt=0, description="Due feeds leased per scheduler pass.")
 
-    poll_concurrency: int = Field(20, gt=0, description="Polls in flight per worker process.")
+    poll_concurrency: int = Field(
+        50, gt=0, description="Fetches in flight per worker process (at least two batches)."
+    )
+    poll_batch: int = Field(
+        10,
+        gt=0,
+        le=1000,
+        description="Feeds per poll job: claimed, fetched side by side and recorded together.",
+    )
     store_concurrency: int = Field(4, gt=0, description="Store batches in flight per worker.")
     parse_processes: int = Field(
         0, ge=0, description="Processes that parse feeds; 0 means one per CPU core."

@@ -77,9 +77,11 @@ async def test_seen_cache_skips_known_items_and_new_items_still_arrive(
 
 
 async def test_queue_payloads_are_json(runtime: Runtime) -> None:
-    await queue.enqueue_poll(runtime.redis, 42, 1_000, "token")
-    raw = await runtime.redis.get("arq:job:" + queue.poll_job_id(42, 1_000))
+    leases = [(42, "token-a"), (43, "token-b")]
+    assert await queue.enqueue_polls(runtime.redis, leases) is True
+    raw = await runtime.redis.get("arq:job:" + queue.poll_job_id(leases))
     payload = json.loads(raw)
-    assert payload["f"] == queue.POLL_JOB and payload["a"] == [42, "token"]
-    # A second enqueue of the same feed and due time is refused: one poll per due time.
-    assert await queue.enqueue_poll(runtime.redis, 42, 1_000, "other") is False
+    assert payload["f"] == queue.POLL_JOB and payload["a"] == [[[42, "token-a"], [43, "token-b"]]]
+    # The same batch queued again (a retried scheduler pass) is refused: it runs once.
+    assert await queue.enqueue_polls(runtime.redis, leases) is False
+    assert await queue.enqueue_polls(runtime.redis, [(42, "token-c")]) is True  # a new lease

@@ -353,3 +353,33 @@ async def test_a_lost_store_batch_is_rebuilt_by_the_next_poll(
     assert feed_server.hits("lost.xml")[-1].status == 200, "no validators until it commits"
     await daemon.run_once(runtime, timeout=60)
     assert await runtime.pool.fetchval("SELECT count(*) FROM articles") == 3
+
+
+async def test_a_batch_of_polls_is_claimed_and_recorded_together(
+    runtime: Runtime, feed_server: FeedServer
+) -> None:
+    ok = await add_feed(runtime, feed_server.add("b-ok.xml", rss(2)))
+    broken = await add_feed(runtime, feed_server.add("b-500.xml", b"", status=500))
+    stale = await add_feed(runtime, feed_server.add("b-stale.xml", rss(1)))
+    tokens = {
+        lease.feed_id: lease.token
+        for lease in await schedule.lease_all(runtime.pool, runtime.settings)
+    }
+    other_token = "00000000-0000-0000-0000-000000000000"
+
+    outcomes = await refresh.refresh_feeds(
+        runtime, [(ok, tokens[ok]), (broken, tokens[broken]), (stale, other_token)]
+    )
+
+    assert outcomes == [Outcome.QUEUED, Outcome.FAILED, Outcome.SKIPPED]
+    rows = {
+        r["id"]: r
+        for r in await runtime.pool.fetch(
+            "SELECT id, error_count, last_error_kind, last_success_at, lease_token FROM feeds"
+        )
+    }
+    assert rows[ok]["last_success_at"] is not None and rows[ok]["error_count"] == 0
+    assert (rows[broken]["error_count"], rows[broken]["last_error_kind"]) == (1, "server_error")
+    assert rows[ok]["lease_token"] is None and rows[broken]["lease_token"] is None
+    assert rows[stale]["lease_token"] is not None, "a stale token claims nothing"
+    assert feed_server.hits("b-stale.xml") == []

@@ -105,6 +105,14 @@ async def storing(database_url: str) -> bool:
         await conn.close()
 
 
+async def until_storing(daemon: subprocess.Popen[bytes], database_url: str) -> None:
+    try:
+        await eventually(lambda: storing(database_url), 60, "the daemon to store articles")
+    except AssertionError:
+        processes.sigkill(daemon)
+        raise AssertionError(processes.output(daemon)[-3000:]) from None
+
+
 async def deliveries(redis_url: str) -> int:
     import redis.asyncio
 
@@ -148,7 +156,7 @@ async def test_redis_restarted_empty_mid_run_loses_nothing(
     daemon = processes.aggregator(["run"], env)
     restarted = None
     try:
-        await eventually(lambda: storing(settings.database_url or ""), 60, "the daemon stores")
+        await until_storing(daemon, settings.database_url or "")
         import redis.asyncio
 
         client = redis.asyncio.from_url(redis_url)
@@ -201,7 +209,7 @@ async def test_postgres_down_for_30s_mid_run_loses_nothing(
     )
     daemon = processes.aggregator(["run"], env)
     try:
-        await eventually(lambda: storing(database_url), 60, "the daemon stores articles")
+        await until_storing(daemon, database_url)
         await asyncio.to_thread(own_postgres.stop_postgres)
         await asyncio.sleep(STOPPED_SECONDS)
         if daemon.poll() is not None:

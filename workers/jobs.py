@@ -7,6 +7,7 @@ by ``refresh_feed`` and never fail the job.
 
 from __future__ import annotations
 
+import collections
 import logging
 from contextlib import AsyncExitStack
 from typing import Any
@@ -16,7 +17,7 @@ from arq import Retry, func
 from arq.worker import Function
 
 from aggregator import queue
-from aggregator.refresh import refresh_feed
+from aggregator.refresh import refresh_feeds
 from aggregator.refresh import store_articles as store
 from aggregator.runtime import SERVICE_ERRORS, Runtime, open_runtime
 from aggregator.settings import Settings, load_settings
@@ -55,12 +56,13 @@ def _retry(ctx: dict[str, Any], exc: BaseException) -> Retry:
     return Retry(defer=delay)
 
 
-async def poll_feed(ctx: dict[str, Any], feed_id: int, lease_token: str) -> str:
+async def poll_feeds(ctx: dict[str, Any], leases: list[list[Any]]) -> dict[str, int]:
+    """A batch of leased feeds; returns how many polls ended each way."""
     try:
-        outcome = await refresh_feed(ctx["runtime"], feed_id, lease_token)
-    except TRANSIENT_ERRORS as exc:
+        outcomes = await refresh_feeds(ctx["runtime"], [(int(f), str(t)) for f, t in leases])
+    except TRANSIENT_ERRORS as exc:  # before the claim: the leases are still good
         raise _retry(ctx, exc) from exc
-    return outcome.value
+    return dict(collections.Counter(outcome.value for outcome in outcomes))
 
 
 async def store_articles(ctx: dict[str, Any], batch: dict[str, Any]) -> dict[str, int]:
@@ -74,7 +76,7 @@ async def store_articles(ctx: dict[str, Any], batch: dict[str, Any]) -> dict[str
 
 def functions_for(queue_name: str, settings: Settings) -> list[Function]:
     if queue_name == queue.POLL_QUEUE:
-        return [func(poll_feed, name=queue.POLL_JOB, timeout=settings.job_timeout)]
+        return [func(poll_feeds, name=queue.POLL_JOB, timeout=settings.job_timeout)]
     # keep_result=0: a finished store job leaves no result behind, so the same
     # (feed, body) batch can be queued again if the body comes back later.
     return [
@@ -95,7 +97,8 @@ def worker_options(settings: Settings, queue_name: str) -> dict[str, Any]:
         "queue_name": queue_name,
         "job_serializer": queue.serialize,
         "job_deserializer": queue.deserialize,
-        "max_jobs": settings.poll_concurrency
+        # A poll job fetches its whole batch at once: poll_concurrency fetches in flight.
+        "max_jobs": max(2, settings.poll_concurrency // settings.poll_batch)
         if queue_name == queue.POLL_QUEUE
         else settings.store_concurrency,
         "job_timeout": settings.job_timeout,
