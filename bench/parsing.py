@@ -50,9 +50,8 @@ def main() -> None:
         slow = per_document(body, fast=False)
         fast = per_document(body, fast=True)
         ratios.append(slow / fast)
-        print(
-            f"{name:38} {len(body) / 1024:6.1f} kB {slow:7.2f} ms {fast:6.2f} ms {slow / fast:5.1f}x"
-        )
+        size = len(body) / 1024
+        print(f"{name:38} {size:6.1f} kB {slow:7.2f} ms {fast:6.2f} ms {slow / fast:5.1f}x")
     print(f"geometric mean speed-up {statistics.geometric_mean(ratios):.1f}x")
 
 
