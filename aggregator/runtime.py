@@ -69,7 +69,15 @@ class Runtime:
 
 
 def parse_executor(settings: Settings) -> Executor:
-    processes = settings.parse_processes or os.cpu_count() or 1
+    """The parse processes: by default one per usable core but the event loop's own.
+
+    The event loop does about half of the daemon's CPU work (fetch, store, story
+    matching), so a parse process on its core only competes with it, and each one holds
+    about 110 MB (its imports and the language model). Bench cold ingest on 2 cores:
+    one parse process ingested as fast as two, with 106 MB less peak RSS."""
+    # The cores this process may run on (a container's cpuset, taskset), not the machine's.
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    processes = settings.parse_processes or max(1, (usable or os.cpu_count() or 1) - 1)
     # spawn, not fork: the parent holds sockets and an event loop a child must not inherit.
     return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
 
