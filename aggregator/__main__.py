@@ -1,3 +1,16 @@
-from aggregator.cli import main
+"""``python -m aggregator`` and the ``aggregator`` command.
 
-main()
+The command's entry point is this small module, not ``aggregator.cli``: a spawned
+parse process re-imports the entry point's module, and the CLI would drag aiohttp,
+arq, asyncpg and click into every one of them (about 32 MB each).
+"""
+
+
+def run() -> None:
+    from aggregator.cli import main
+
+    main()
+
+
+if __name__ == "__main__":
+    run()

@@ -265,3 +265,19 @@ def body_paragraphs(value: str, *, is_html: bool) -> list[str]:
 def html_to_text(html: str) -> str:
     """Plain text of a title or summary that may hold markup."""
     return normalize_text(html_paragraphs(html))
+
+
+def page_paragraphs(html: bytes) -> list[str]:
+    """An article page's main text (trafilatura) as body paragraphs; pure, runs in the
+    parse processes. trafilatura is imported on first use: about 10 MB that a daemon
+    without --full-text feeds never needs."""
+    import trafilatura
+
+    extracted = trafilatura.extract(
+        html.decode("utf-8", "replace"),
+        include_comments=False,
+        include_tables=False,
+        include_links=False,
+        favor_precision=True,
+    )
+    return body_paragraphs(extracted or "", is_html=False)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
+if TYPE_CHECKING:  # the parse processes hash content but never talk to Redis
+    from redis.asyncio import Redis
 
 SHORT_BODY_CHARS = 50
 _SEPARATOR = "\x1f"  # unit separator: cannot occur in normalized text
@@ -57,4 +59,26 @@ class SeenCache:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.sadd(key, *members)
             pipe.expire(key, self._ttl)
+            await pipe.execute()
+
+    # The entries of a feed's last delivered body, by entry key (see ``normalize.entry_key``):
+    # a poll passes them to the parse step, which skips normalizing the entries it knows.
+    @staticmethod
+    def entries_key(feed_id: int) -> str:
+        return f"aggregator:entries:{feed_id}"
+
+    async def known_entries(self, feed_id: int) -> frozenset[str]:
+        members = await self._redis.smembers(self.entries_key(feed_id))  # type: ignore[misc]
+        return frozenset(m.decode() if isinstance(m, bytes) else m for m in members)
+
+    async def remember_entries(self, feed_id: int, keys: Iterable[str]) -> None:
+        """Replace the feed's known entries with ``keys``: every entry of a body whose
+        articles are all stored (call after the commit, as ``mark``)."""
+        members = list(keys)
+        key = self.entries_key(feed_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if members:
+                pipe.sadd(key, *members)
+                pipe.expire(key, self._ttl)
             await pipe.execute()

@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import trafilatura
-
 from aggregator import bodytext, logs
 from aggregator.dedupe import content_hash
 from aggregator.errors import FeedError
@@ -29,18 +27,6 @@ log = logging.getLogger("aggregator.fulltext")
 
 MAX_PAGES_PER_POLL = 50  # a feed that suddenly lists hundreds of items gets the rest next time
 MIN_GAIN_CHARS = 50  # a page whose text is not longer than the feed's is not worth keeping
-
-
-def main_text(html: bytes) -> list[str]:
-    """The page's main text as body paragraphs (pure; runs in the parse processes)."""
-    extracted = trafilatura.extract(
-        html.decode("utf-8", "replace"),
-        include_comments=False,
-        include_tables=False,
-        include_links=False,
-        favor_precision=True,
-    )
-    return bodytext.body_paragraphs(extracted or "", is_html=False)
 
 
 async def complete(rt: Runtime, feed: Feed, articles: list[Article]) -> list[Article]:
@@ -56,7 +42,7 @@ async def complete(rt: Runtime, feed: Feed, articles: list[Article]) -> list[Art
             async with rt.hosts.slot(page):
                 response = await rt.fetcher.fetch(page)
             paragraphs = await asyncio.get_running_loop().run_in_executor(
-                rt.parser, main_text, response.body or b""
+                rt.parser, bodytext.page_paragraphs, response.body or b""
             )
         except (FeedError, HostBusyError) as exc:
             flog.info("kept the feed's text of %s: page not fetched (%s)", page, exc)

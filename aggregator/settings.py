@@ -80,7 +80,10 @@ class Settings(BaseSettings):
     )
     store_concurrency: int = Field(4, gt=0, description="Store batches in flight per worker.")
     parse_processes: int = Field(
-        0, ge=0, description="Processes that parse feeds; 0 means one per CPU core."
+        0,
+        ge=0,
+        description="Processes that parse feeds; 0 means one per usable core but one "
+        "(at least one): the event loop keeps a core of its own.",
     )
     job_timeout: Seconds = Field(120, description="A job running longer than this is cancelled.")
     max_tries: int = Field(
