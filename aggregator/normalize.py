@@ -7,14 +7,16 @@ trusts the feed.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import nh3
 from pydantic import BaseModel, ConfigDict
 
-from aggregator import bodytext
+from aggregator import bodytext, stories
 from aggregator.dedupe import content_hash
 from aggregator.language import article_language
 from aggregator.parse import Entry, ParsedFeed, parse_feed
@@ -134,6 +136,9 @@ class Article(BaseModel):
     # When the article's page supplied its full text (a --full-text feed), the hash of the
     # feed's own text for it: the seen cache remembers both, so the page is fetched once.
     feed_hash: str | None = None
+    # What story matching needs of the title and text, computed here in the parse processes
+    # so the store job's event loop does not (None: the store job computes it).
+    story_print: stories.StoryPrint | None = None
 
 
 class FeedContext(BaseModel):
@@ -189,6 +194,7 @@ def normalize_entry(
         summary = _shorten(body, SUMMARY_FROM_BODY_CHARS) if body else summary
 
     language = entry.language or feed.language or (document.language if document else None)
+    content_text = "\n\n".join(paragraphs)
     return Article(
         content_hash=content_hash(body, title=title, canonical_url=canonical),
         canonical_url=canonical,
@@ -197,12 +203,13 @@ def normalize_entry(
         title=title,
         summary=summary,
         content_html=content_html,
-        content_text="\n\n".join(paragraphs),
+        content_text=content_text,
         author=plain_text(entry.author, MAX_AUTHOR_CHARS) or None,
         # The declared language wins where the text does not contradict it; else detected.
         language=article_language(clean(language, 35), title=title, text=body or summary),
         region=feed.region,
         published_at=sane_date(entry.published, now=now),
+        story_print=stories.story_print(title, content_text or summary),
     )
 
 
@@ -318,13 +325,55 @@ class DocumentInfo(BaseModel):
     update_frequency: str | None = None
     hub: str | None = None
     self_url: str | None = None
+    # Every entry's key (see ``entry_key``) and publication date, skipped entries included.
+    entry_keys: list[str] = []
+    published: list[datetime] = []
+
+
+def entry_key(entry: Entry, feed: FeedContext, document: ParsedFeed) -> str:
+    """A digest of everything an entry's Article is made of: the entry as published and
+    what normalization reads of its feed. An entry whose key the feed delivered before
+    would normalize to articles already stored, so a poll skips it unread."""
+    body = entry.body
+    material = (
+        _ENTRY_KEY_VERSION,
+        entry.guid,
+        entry.link,
+        entry.title,
+        entry.title_is_html,
+        entry.summary,
+        entry.summary_is_html,
+        (body.value, body.is_html, body.source) if body else None,
+        entry.author,
+        entry.published.isoformat() if entry.published else None,
+        entry.language,
+        feed.url,
+        feed.language,
+        feed.region,
+        document.language,
+    )
+    return hashlib.sha256(repr(material).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# Part of every entry key: bump it when normalization changes what an entry becomes.
+_ENTRY_KEY_VERSION = 1
 
 
 def articles_from_document(
-    body: bytes, *, url: str, content_type: str | None, feed: FeedContext, now: datetime
+    body: bytes,
+    *,
+    url: str,
+    content_type: str | None,
+    feed: FeedContext,
+    now: datetime,
+    known_entries: frozenset[str] = frozenset(),
 ) -> tuple[DocumentInfo, list[Article]]:
-    """Parse and normalize one fetched body: the CPU-bound step, run in a worker process."""
+    """Parse and normalize one fetched body: the CPU-bound step, run in a worker process.
+
+    Entries whose keys are in ``known_entries`` (the feed's last delivered body) are not
+    normalized: in a changed feed most entries are the ones it listed before."""
     parsed = parse_feed(body, url=url, content_type=content_type)
+    keys = [entry_key(entry, feed, parsed) for entry in parsed.entries]
     info = DocumentInfo(
         title=plain_text(parsed.title, MAX_TITLE_CHARS) or None,
         site_url=safe_url(parsed.site_url, base=url),
@@ -335,5 +384,10 @@ def articles_from_document(
         update_frequency=parsed.update_frequency,
         hub=safe_url(parsed.hub, base=url),
         self_url=safe_url(parsed.self_url, base=url),
+        entry_keys=keys,
+        published=[sane_date(e.published, now=now) for e in parsed.entries if not _is_empty(e)],
     )
+    if known_entries:
+        entries = zip(parsed.entries, keys, strict=True)
+        parsed = replace(parsed, entries=[e for e, key in entries if key not in known_entries])
     return info, normalize_feed(parsed, feed, now=now)

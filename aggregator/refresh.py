@@ -108,6 +108,7 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
             content_type=response.content_type,
             feed=FeedContext(url=response.url, language=feed.language, region=feed.region),
             now=now,
+            known_entries=await rt.seen.known_entries(feed.id),
         )
     except HostBusyError:
         record.deferred(feed, settings.scheduler_tick * 2)
@@ -128,10 +129,18 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
             expires=response.expires,
             now=now,
         ),
-        observed=schedule.observed_interval([a.published_at for a in articles]),
+        observed=schedule.observed_interval(document.published),
     )
     await websub.renew_if_due(rt, feed, hub=document.hub, topic=document.self_url, now=now)
-    queued = await deliver(rt, feed, articles, body_hash=body_hash, validators=validators, now=now)
+    queued = await deliver(
+        rt,
+        feed,
+        articles,
+        body_hash=body_hash,
+        validators=validators,
+        entry_keys=document.entry_keys,
+        now=now,
+    )
     if not queued:
         record.unchanged(feed, interval, **validators.model_dump())
         return Outcome.NOTHING_NEW
@@ -147,11 +156,14 @@ async def deliver(
     *,
     body_hash: str,
     validators: Validators | None,
+    entry_keys: list[str] | None,
     now: datetime,
 ) -> int:
     """Queue a store batch with the articles this feed has not delivered yet; return how many.
 
-    For a --full-text feed, those articles first get their pages' full text."""
+    For a --full-text feed, those articles first get their pages' full text. With
+    ``entry_keys`` (a poll's whole body, not a push), the feed's known entries become
+    those keys once nothing of the body is left to store."""
     unseen = await rt.seen.unseen(feed.id, [a.content_hash for a in articles])
     fresh = [a for a in articles if a.content_hash in unseen]
     if fresh and feed.full_text:
@@ -164,8 +176,11 @@ async def deliver(
             validators=validators,
             articles=fresh,
             fetched_at=now,
+            entry_keys=entry_keys or [],
         )
         await queue.enqueue_store(rt.redis, batch.model_dump(mode="json"))
+    elif entry_keys:
+        await rt.seen.remember_entries(feed.id, entry_keys)  # all delivered before
     return len(fresh)
 
 
@@ -183,7 +198,9 @@ async def ingest_push(rt: Runtime, feed: Feed, body: bytes, content_type: str | 
         now=now,
     )
     body_hash = hashlib.sha256(body).hexdigest()
-    return await deliver(rt, feed, articles, body_hash=body_hash, validators=None, now=now)
+    return await deliver(
+        rt, feed, articles, body_hash=body_hash, validators=None, entry_keys=None, now=now
+    )
 
 
 async def _failed(
@@ -217,6 +234,8 @@ async def store_articles(rt: Runtime, batch: StoreBatch) -> StoreResult:
     delivered = [a.content_hash for a in batch.articles]
     delivered += [a.feed_hash for a in batch.articles if a.feed_hash]  # see fulltext
     await rt.seen.mark(batch.feed_id, delivered)
+    if batch.entry_keys:
+        await rt.seen.remember_entries(batch.feed_id, batch.entry_keys)
     metrics.ARTICLES_STORED.inc(result.new)
     metrics.ARTICLES_MERGED.inc(result.merged)
     metrics.ARTICLES_CLUSTERED.inc(result.joined_stories)

@@ -59,13 +59,32 @@ class Runtime:
     parses: int = 0  # bodies parsed by this process: an unchanged feed must cost none
 
     async def parse(
-        self, body: bytes, *, url: str, content_type: str | None, feed: FeedContext, now: datetime
+        self,
+        body: bytes,
+        *,
+        url: str,
+        content_type: str | None,
+        feed: FeedContext,
+        now: datetime,
+        known_entries: frozenset[str] = frozenset(),
     ) -> tuple[DocumentInfo, list[Article]]:
         self.parses += 1
         call = functools.partial(
-            articles_from_document, body, url=url, content_type=content_type, feed=feed, now=now
+            articles_from_document,
+            body,
+            url=url,
+            content_type=content_type,
+            feed=feed,
+            now=now,
+            known_entries=known_entries,
         )
         return await asyncio.get_running_loop().run_in_executor(self.parser, call)
+
+
+def poll_jobs(settings: Settings) -> int:
+    """Poll jobs one worker runs at once: each fetches its whole batch side by side,
+    so together they keep ``poll_concurrency`` fetches in flight."""
+    return max(2, settings.poll_concurrency // settings.poll_batch)
 
 
 def parse_executor(settings: Settings) -> Executor:
@@ -122,7 +141,9 @@ async def open_runtime(
                     log.info("applied migration %03d_%s", migration.version, migration.name)
             pool = await db.create_pool(
                 database_url,
-                max_size=max(4, settings.store_concurrency + settings.poll_concurrency // 4),
+                # Each store job and each poll job holds one connection at a time, plus
+                # the scheduler and the outbox relay.
+                max_size=settings.store_concurrency + poll_jobs(settings) + 2,
             )
         stack.push_async_callback(pool.close)
         with _naming("Redis", redis_url):

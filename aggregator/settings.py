@@ -70,10 +70,10 @@ class Settings(BaseSettings):
     scheduler_batch: int = Field(500, gt=0, description="Due feeds leased per scheduler pass.")
 
     poll_concurrency: int = Field(
-        50, gt=0, description="Fetches in flight per worker process (at least two batches)."
+        200, gt=0, description="Fetches in flight per worker process (at least two batches)."
     )
     poll_batch: int = Field(
-        10,
+        20,
         gt=0,
         le=1000,
         description="Feeds per poll job: claimed, fetched side by side and recorded together.",

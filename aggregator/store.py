@@ -39,6 +39,8 @@ class StoreBatch(BaseModel):
     validators: Validators | None
     articles: list[Article]
     fetched_at: datetime
+    # Every entry key of the polled body: once the batch commits, the feed's known entries.
+    entry_keys: list[str] = []
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,13 @@ hash's body-text rules: datelines are dropped, Arabic/Persian letter variants,
 ZWNJ, diacritics, tatweel and Eastern digits are folded, case is folded
 (Turkish dotted and dotless i alike).
 
+Folding words and hashing shingles and MinHash keys is the costly part, and the
+store job's event loop is the pipeline's serial step, so it does little of it:
+each text's ``StoryPrint`` is computed once, in the parse processes at normalize
+time, and travels in the ``Article``; the prints of stored articles that come
+back as candidates are remembered per process, keyed by their text. The loop
+mostly compares sets.
+
 Store workers assign stories under one transaction-level advisory lock, taken
 after the CPU work and held to commit, so two workers storing copies of one
 story at once cannot each start a story of their own.
@@ -41,22 +48,27 @@ story at once cannot each start a story of their own.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import hashlib
 import re
 import sys
 import unicodedata
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import asyncpg
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
-from aggregator.normalize import Article
+if TYPE_CHECKING:  # normalize imports this module: it computes each article's StoryPrint
+    from aggregator.normalize import Article
 
 DEFAULT_WINDOW = timedelta(days=7)
 # A shared headline is weaker evidence than shared text: recurring headlines exist.
@@ -235,25 +247,107 @@ def band_keys(kind: str, signature: np.ndarray, bands: int, rows: int) -> list[i
 # --- fingerprints and evidence ----------------------------------------------------------------
 
 
+class StoryPrint(BaseModel):
+    """What matching needs of an article's headline and text, computed once per text.
+
+    The parse processes compute it at normalize time and the ``Article`` carries it
+    to the store job (JSON on the queue), so the store job's event loop, the
+    pipeline's serial step, neither folds words nor hashes shingles. Compact:
+    the shingle hashes travel as one base64 string (about 1.5 bytes per character
+    of text), the keys as plain integers.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    # Digest of the headline and text it was computed from: a print that no longer fits
+    # its article (the full text replaced the feed's) is recomputed, never trusted.
+    digest: str
+    shingles: str  # sorted, unique shingle hashes: little-endian uint64, base64
+    numbers: tuple[str, ...]  # the figures of the text and headline
+    title: str  # the folded headline
+    keys: tuple[int, ...] = ()  # lookup keys of the text and headline (an address's are added)
+
+    @property
+    def shingle_count(self) -> int:
+        """How many shingles, read off the base64 length (decoding is for comparing)."""
+        padding = self.shingles[-2:].count("=")
+        return (len(self.shingles) * 3 // 4 - padding) // 8
+
+    def shingle_set(self) -> frozenset[int]:
+        raw = base64.b64decode(self.shingles)
+        return frozenset(np.frombuffer(raw, dtype="<u8").tolist())
+
+
+def text_digest(title: str, text: str) -> str:
+    """The digest a ``StoryPrint`` of this headline and text carries."""
+    material = f"{len(title)}:{title}{text}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(material, digest_size=16).hexdigest()
+
+
+def story_print(title: str, text: str, *, with_keys: bool = True) -> StoryPrint:
+    """The print of a headline and text; ``with_keys=False`` skips the MinHash keys
+    (a stored candidate only needs to be compared)."""
+    tokens = words(strip_dateline(text.strip()))
+    title_tokens = words(title)
+    hashes = shingle_hashes(tokens)
+    keys: list[int] = []
+    # A stub's text proves nothing, and every "Continue reading" would share its bands.
+    if with_keys and len(hashes) >= STUB_SHINGLES:
+        signature = minhash(hashes)
+        keys += band_keys("b", signature[: BODY_BANDS * BODY_ROWS], BODY_BANDS, BODY_ROWS)
+        lead = minhash(shingle_hashes(tokens[:LEAD_WORDS]), _SEEDS[BODY_BANDS * BODY_ROWS :])
+        keys += band_keys("l", lead, LEAD_BANDS, LEAD_ROWS)
+    folded_title = " ".join(title_tokens)
+    if len(title_tokens) >= MIN_TITLE_WORDS:
+        keys.append(_title_key(folded_title))
+    return StoryPrint(
+        digest=text_digest(title, text),
+        shingles=base64.b64encode(hashes.astype("<u8", copy=False).tobytes()).decode("ascii"),
+        numbers=tuple(sorted({t for t in (*tokens, *title_tokens) if _is_number(t)})),
+        title=folded_title,
+        keys=tuple(dict.fromkeys(keys)),
+    )
+
+
 @dataclass(frozen=True)
 class Fingerprint:
-    """What story matching knows about one article."""
+    """What story matching knows about one article: its text's print, when, and where.
 
-    tokens: tuple[str, ...]
-    shingles: frozenset[int]
-    numbers: frozenset[str]
-    title: str
+    The sets that comparing needs are built from the print on first use: most new
+    articles have no candidate, and are never compared.
+    """
+
+    text_print: StoryPrint
     published_at: datetime
+    text: str = field(repr=False, compare=False)  # the compared text, for a word-by-word diff
     identity: frozenset[int] = frozenset()  # canonical URL and publisher-scoped guid keys
     keys: tuple[int, ...] = field(default=(), compare=False)
 
     @property
+    def title(self) -> str:
+        return self.text_print.title
+
+    @cached_property
+    def shingles(self) -> frozenset[int]:
+        return self.text_print.shingle_set()
+
+    @cached_property
+    def numbers(self) -> frozenset[str]:
+        return frozenset(self.text_print.numbers)
+
+    @cached_property
+    def tokens(self) -> tuple[str, ...]:
+        """The text's folded words: only a figure-by-figure diff reads them, so they are
+        neither kept nor carried for every article."""
+        return tuple(words(strip_dateline(self.text.strip())))
+
+    @property
     def is_stub(self) -> bool:
-        return len(self.shingles) < STUB_SHINGLES
+        return self.text_print.shingle_count < STUB_SHINGLES
 
     @property
     def is_short(self) -> bool:
-        return len(self.shingles) < SHORT_SHINGLES
+        return self.text_print.shingle_count < SHORT_SHINGLES
 
 
 def fingerprint(
@@ -265,43 +359,53 @@ def fingerprint(
     guid: str | None = None,
     with_keys: bool = True,
 ) -> Fingerprint:
-    """What matching needs of an article; ``with_keys=False`` skips the lookup keys
-    (a stored candidate only needs to be compared)."""
-    tokens = words(strip_dateline(text.strip()))
-    title_tokens = words(title)
-    hashes = shingle_hashes(tokens)
-    shingle_set = frozenset(hashes.tolist())
-    numbers = frozenset(t for t in (*tokens, *title_tokens) if _is_number(t))
-    identity = frozenset(_identity_keys(canonical_url, guid))
-    keys: list[int] = []
-    # A stub's text proves nothing, and every "Continue reading" would share its bands.
-    if with_keys and len(shingle_set) >= STUB_SHINGLES:
-        signature = minhash(hashes)
-        keys += band_keys("b", signature[: BODY_BANDS * BODY_ROWS], BODY_BANDS, BODY_ROWS)
-        lead = minhash(shingle_hashes(tokens[:LEAD_WORDS]), _SEEDS[BODY_BANDS * BODY_ROWS :])
-        keys += band_keys("l", lead, LEAD_BANDS, LEAD_ROWS)
-    folded_title = " ".join(title_tokens)
-    if len(title_tokens) >= MIN_TITLE_WORDS:
-        keys.append(_title_key(folded_title))
-    keys += sorted(identity)
-    return Fingerprint(
-        tokens=tuple(tokens),
-        shingles=shingle_set,
-        numbers=numbers,
-        title=folded_title,
+    """What matching needs of an article; ``with_keys=False`` skips the MinHash keys."""
+    return _fingerprint(
+        story_print(title, text, with_keys=with_keys),
+        text=text,
         published_at=published_at,
-        identity=identity,
-        keys=tuple(dict.fromkeys(keys)),
+        identity=frozenset(_identity_keys(canonical_url, guid)),
     )
 
 
-def article_fingerprint(article: Article) -> Fingerprint:
-    return fingerprint(
-        title=article.title,
+def article_print(article: Article) -> StoryPrint:
+    """The print the article carries (computed at normalize time), or computed now when it
+    carries none (a batch queued before prints were carried) or one of another text (a
+    full-text page replaced the feed's)."""
+    text = article.content_text or article.summary
+    carried = article.story_print
+    if carried is not None and carried.digest == text_digest(article.title, text):
+        return carried
+    return story_print(article.title, text)
+
+
+def article_fingerprint(article: Article, computed: StoryPrint | None = None) -> Fingerprint:
+    """The article's fingerprint, from its print when ``computed`` already holds it."""
+    return _fingerprint(
+        computed if computed is not None else article_print(article),
         text=article.content_text or article.summary,
         published_at=article.published_at,
-        canonical_url=article.canonical_url,
-        guid=article.guid,
+        identity=frozenset(_identity_keys(article.canonical_url, article.guid)),
+    )
+
+
+def _fingerprint(
+    text_print: StoryPrint,
+    *,
+    text: str,
+    published_at: datetime,
+    identity: frozenset[int],
+    keys: Iterable[int] | None = None,
+) -> Fingerprint:
+    """A fingerprint from a print; its keys are the print's and the address's, unless given."""
+    if keys is None:
+        keys = dict.fromkeys([*text_print.keys, *sorted(identity)])
+    return Fingerprint(
+        text_print=text_print,
+        published_at=published_at,
+        text=text,
+        identity=identity,
+        keys=tuple(keys),
     )
 
 
@@ -380,11 +484,12 @@ def figures_agree(a: Fingerprint, b: Fingerprint) -> bool:
     """
     few, many = sorted((a.numbers, b.numbers), key=len)
     missing = len(few - many)
-    if missing == 0:
-        return True
-    # difflib's alignment depends on argument order: fix one, so compare(a, b) == compare(b, a).
+    if missing != 1:
+        return missing == 0
+    # Only now the words (see Fingerprint.tokens). difflib's alignment depends on argument
+    # order: fix one, so compare(a, b) == compare(b, a).
     first, second = sorted((list(a.tokens), list(b.tokens)))
-    return missing == 1 and _only_figures_replaced(first, second)
+    return _only_figures_replaced(first, second)
 
 
 def _only_figures_replaced(a: Sequence[str], b: Sequence[str]) -> bool:
@@ -396,6 +501,71 @@ def _only_figures_replaced(a: Sequence[str], b: Sequence[str]) -> bool:
         if op == "replace" and not all(_is_number(t) for t in (*a[i1:i2], *b[j1:j2])):
             return False
     return True
+
+
+# --- stored articles' prints ------------------------------------------------------------------
+
+# Stored articles come back from Postgres as text. Their prints are kept here, so an
+# article that keeps turning up as a candidate (a wire story, a bulletin series) is
+# folded and hashed once per process, not on every lookup; the store seeds it with the
+# prints of the articles it inserts. Keyed by the digest of the headline and text
+# themselves, never by article id: ids come back after a TRUNCATE ... RESTART IDENTITY,
+# and an entry can only ever answer for the very text it was computed from. Bounded by
+# size, not count: a long text has many shingles.
+REMEMBERED_PRINTS_BYTES = 64 << 20
+
+
+class RememberedPrints:
+    """The most recently used prints, by their digest, within a memory budget."""
+
+    def __init__(self, max_bytes: int = REMEMBERED_PRINTS_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0  # about, in bytes: see _footprint
+        self.hits = self.misses = 0
+        self._prints: OrderedDict[str, StoryPrint] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._prints)
+
+    def of(self, title: str, text: str) -> StoryPrint:
+        """The print of a stored headline and text: remembered, else computed and kept."""
+        found = self._prints.get(text_digest(title, text))
+        if found is None:
+            self.misses += 1
+            found = story_print(title, text, with_keys=False)
+            self.add(found)
+        else:
+            self.hits += 1
+            self._prints.move_to_end(found.digest)
+        return found
+
+    def add(self, text_print: StoryPrint) -> None:
+        replaced = self._prints.pop(text_print.digest, None)
+        if replaced is not None:
+            self.size -= _footprint(replaced)
+        self._prints[text_print.digest] = text_print
+        self.size += _footprint(text_print)
+        while self.size > self.max_bytes and self._prints:
+            _, oldest = self._prints.popitem(last=False)
+            self.size -= _footprint(oldest)
+
+    def clear(self) -> None:
+        self._prints.clear()
+        self.size = self.hits = self.misses = 0
+
+
+def _footprint(text_print: StoryPrint) -> int:
+    """About how many bytes a remembered print holds (measured with tracemalloc: its
+    strings, its integers, the model and the cache entry)."""
+    return (
+        len(text_print.shingles)
+        + 4 * len(text_print.title)
+        + 40 * (len(text_print.keys) + len(text_print.numbers))
+        + 1_400
+    )
+
+
+remembered_prints = RememberedPrints()
 
 
 # --- assignment -------------------------------------------------------------------------------
@@ -443,11 +613,11 @@ def plan_stories(
     plan = Plan()
     fingerprints: dict[int, Fingerprint] = {}
     story_of: dict[int, int] = {}
-    by_key: dict[int, set[int]] = {}
+    by_key: defaultdict[int, set[int]] = defaultdict(set)
 
     def index(article_id: int, keys: Iterable[int]) -> None:
         for key in keys:
-            by_key.setdefault(key, set()).add(article_id)
+            by_key[key].add(article_id)
 
     for k in known:
         fingerprints[k.article_id] = k.fingerprint
@@ -569,7 +739,11 @@ async def assign_stories(
     """
     if not new:
         return {}
-    pending = [(article_id, article_fingerprint(a)) for article_id, a in new]
+    prints = [article_print(a) for _, a in new]  # carried from the parse processes, mostly
+    pending = [
+        (article_id, article_fingerprint(a, p))
+        for (article_id, a), p in zip(new, prints, strict=True)
+    ]
     # Serialize assignment across workers until this transaction commits: a worker
     # then sees every copy another worker stored before it, and never starts a
     # second story for the same text. The CPU work above stays outside the lock.
@@ -577,6 +751,8 @@ async def assign_stories(
     known = await _known_candidates(conn, pending, window)
     plan = plan_stories(pending, known, window=window)
     await _write(conn, plan, seen_at)
+    for p in prints:  # the candidates of the articles to come
+        remembered_prints.add(p)
     return plan.assigned
 
 
@@ -596,15 +772,16 @@ async def _known_candidates(
     known = []
     for row in rows:
         matched = frozenset(row["keys"])
-        fp = fingerprint(
-            title=row["title"],
-            text=row["content_text"] or row["summary"],
-            published_at=row["published_at"],
-            canonical_url=row["canonical_url"],
-            with_keys=False,
-        )
+        text = row["content_text"] or row["summary"]
         # The stored row has no guid; the keys it matched carry its identity.
-        fp = replace(fp, identity=fp.identity | (matched & identities), keys=tuple(matched))
+        identity = frozenset(_identity_keys(row["canonical_url"], None)) | (matched & identities)
+        fp = _fingerprint(
+            remembered_prints.of(row["title"], text),
+            text=text,
+            published_at=row["published_at"],
+            identity=identity,
+            keys=matched,
+        )
         known.append(Known(row["id"], row["story_id"], fp))
     return known
 

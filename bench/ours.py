@@ -150,8 +150,9 @@ class Ours:
         ]
 
     async def run_once(self, *, profile: Path | None = None) -> dict[str, Any]:
-        """``aggregator run --once`` over every registered feed; its numbers."""
-        await services.flush_redis(self.redis_url)
+        """``aggregator run --once`` over every registered feed; its numbers. Redis keeps
+        what a running daemon keeps between cycles (seen cache, known entries)."""
+        await services.flush_queues(self.redis_url)
         before = await self.counts()
         self.runs += 1
         log = self.workdir / f"run-{self.runs}.log"

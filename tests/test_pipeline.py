@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from aggregator import daemon, queue
+from aggregator.normalize import FeedContext, articles_from_document
 from aggregator.runtime import Runtime
 from tests.feedserver import FeedServer
 from tests.groundtruth import Corpus, corpora, ingest, pairwise
@@ -85,3 +87,66 @@ async def test_queue_payloads_are_json(runtime: Runtime) -> None:
     # The same batch queued again (a retried scheduler pass) is refused: it runs once.
     assert await queue.enqueue_polls(runtime.redis, leases) is False
     assert await queue.enqueue_polls(runtime.redis, [(42, "token-c")]) is True  # a new lease
+
+
+def _rss(items: list[tuple[str, str]]) -> bytes:
+    entries = "".join(
+        f"<item><guid>{guid}</guid><title>Title {guid}</title><link>https://news.example/{guid}"
+        f"</link><description>{text}</description></item>"
+        for guid, text in items
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>{entries}</channel></rss>'.encode()
+
+
+def test_known_entries_are_not_normalized_again() -> None:
+    feed = FeedContext(url="https://news.example/feed.xml", language="en", region="gulf")
+    now = datetime.now(UTC)
+    text = "A paragraph long enough to be hashed on its own text, about story {}."
+    first = _rss([(g, text.format(g)) for g in ("a", "b", "c")])
+    info, articles = articles_from_document(
+        first, url=feed.url, content_type=None, feed=feed, now=now
+    )
+    assert len(articles) == len(info.entry_keys) == 3
+
+    # One new entry, one edited in place (same guid, corrected text), one dropped.
+    second = _rss(
+        [("d", text.format("d")), ("a", text.format("a, corrected")), ("b", text.format("b"))]
+    )
+    info2, fresh = articles_from_document(
+        second,
+        url=feed.url,
+        content_type=None,
+        feed=feed,
+        now=now,
+        known_entries=frozenset(info.entry_keys),
+    )
+    assert [a.title for a in fresh] == ["Title d", "Title a"], "the new and the edited, not b"
+    assert len(info2.entry_keys) == len(info2.published) == 3
+    # The same entries under another feed setting are another thing: read again.
+    other = feed.model_copy(update={"language": "ar"})
+    _, again = articles_from_document(
+        first,
+        url=feed.url,
+        content_type=None,
+        feed=other,
+        now=now,
+        known_entries=frozenset(info.entry_keys),
+    )
+    assert len(again) == 3
+
+
+async def test_a_feed_remembers_its_delivered_entries(
+    runtime: Runtime, feed_server: FeedServer
+) -> None:
+    text = "A paragraph long enough to be hashed on its own text, about story {}."
+    url = feed_server.add("mem.xml", _rss([(g, text.format(g)) for g in "abc"]), validators=False)
+    async with runtime.pool.acquire() as conn:
+        feed_id = await conn.fetchval("INSERT INTO feeds (url) VALUES ($1) RETURNING id", url)
+    await daemon.run_once(runtime)
+    assert len(await runtime.seen.known_entries(feed_id)) == 3
+
+    feed_server.add("mem.xml", _rss([(g, text.format(g)) for g in "dabc"]), validators=False)
+    summary = await daemon.run_once(runtime)
+    assert summary.articles_new == 1
+    assert len(await runtime.seen.known_entries(feed_id)) == 4
+    assert await runtime.pool.fetchval("SELECT count(*) FROM articles") == 4

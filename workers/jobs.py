@@ -19,7 +19,7 @@ from arq.worker import Function
 from aggregator import queue
 from aggregator.refresh import refresh_feeds
 from aggregator.refresh import store_articles as store
-from aggregator.runtime import SERVICE_ERRORS, Runtime, open_runtime
+from aggregator.runtime import SERVICE_ERRORS, Runtime, open_runtime, poll_jobs
 from aggregator.settings import Settings, load_settings
 from aggregator.store import StoreBatch
 
@@ -97,8 +97,7 @@ def worker_options(settings: Settings, queue_name: str) -> dict[str, Any]:
         "queue_name": queue_name,
         "job_serializer": queue.serialize,
         "job_deserializer": queue.deserialize,
-        # A poll job fetches its whole batch at once: poll_concurrency fetches in flight.
-        "max_jobs": max(2, settings.poll_concurrency // settings.poll_batch)
+        "max_jobs": poll_jobs(settings)
         if queue_name == queue.POLL_QUEUE
         else settings.store_concurrency,
         "job_timeout": settings.job_timeout,

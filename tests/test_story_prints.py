@@ -1,0 +1,192 @@
+"""Story prints: computed in the parse processes, carried to the store job, remembered there.
+
+Moving the work off the store job's event loop must not change one result: a
+carried print matches exactly as the text it came from, a print that no longer
+fits its article is recomputed, a batch queued without prints (by the version
+before them) stores the same stories, and a remembered print only ever answers
+for its own text, whatever happens to article ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import asyncpg
+import pytest
+
+from aggregator import fulltext, queue, stories
+from aggregator.normalize import Article
+from aggregator.store import StoreBatch, Validators, store_batch
+from tests.conftest import TABLES
+from tests.test_stories import OTHER_REPORT, T0, WIRE, article, corpus_articles
+
+
+@pytest.fixture
+async def conn(database_url: str, clean_services: None) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url)
+    yield connection
+    await connection.close()
+
+
+def matching_view(fp: stories.Fingerprint) -> tuple[object, ...]:
+    """Everything matching reads of a fingerprint."""
+    return (
+        fp.shingles,
+        fp.numbers,
+        fp.title,
+        fp.published_at,
+        fp.identity,
+        fp.keys,
+        fp.tokens,
+        fp.is_stub,
+        fp.is_short,
+    )
+
+
+def from_text(a: Article) -> stories.Fingerprint:
+    return stories.fingerprint(
+        title=a.title,
+        text=a.content_text or a.summary,
+        published_at=a.published_at,
+        canonical_url=a.canonical_url,
+        guid=a.guid,
+    )
+
+
+def refuse(*args: object, **kwargs: object) -> NoReturn:
+    raise AssertionError("the store job computed a print")
+
+
+def through_the_queue(articles: list[Article], *, prints: bool = True) -> StoreBatch:
+    """The batch as the store job receives it; ``prints=False`` as the version before
+    prints queued it."""
+    batch = StoreBatch(
+        feed_id=1,
+        body_hash="0" * 64,
+        validators=Validators(body_hash="0" * 64),
+        articles=articles,
+        fetched_at=T0,
+    )
+    payload: dict[str, Any] = queue.deserialize(queue.serialize(batch.model_dump(mode="json")))
+    if not prints:
+        for item in payload["articles"]:
+            del item["story_print"]
+    return StoreBatch.model_validate(payload)
+
+
+def test_a_carried_print_survives_the_queue_and_matches_as_its_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    articles = [a for _, a in corpus_articles()]
+    received = through_the_queue(articles).articles
+    assert received == articles
+    assert all(a.story_print is not None for a in received)
+    monkeypatch.setattr(stories, "story_print", refuse)
+    carried = [stories.article_fingerprint(a) for a in received]
+    monkeypatch.undo()
+    assert [matching_view(fp) for fp in carried] == [matching_view(from_text(a)) for a in received]
+
+
+def test_a_print_of_another_text_is_recomputed() -> None:
+    """A full-text page replaces the feed's text (``fulltext.with_text`` copies the
+    article): the feed text's print still rides along, and must not be used."""
+    teaser = article(
+        "Iraq and Iran agreed to link Basra by rail.", title="Rail", url="https://a.example/1"
+    )
+    teaser = teaser.model_copy(
+        update={"story_print": stories.story_print(teaser.title, teaser.content_text)}
+    )
+    full = fulltext.with_text(teaser, WIRE.split("\n\n"))
+    assert full.content_text != teaser.content_text
+    assert full.story_print == teaser.story_print
+    fp = stories.article_fingerprint(full)
+    assert matching_view(fp) == matching_view(from_text(full))
+    assert fp.shingles != stories.article_fingerprint(teaser).shingles
+
+
+async def stored_state(conn: asyncpg.Connection) -> tuple[list[tuple[Any, ...]], ...]:
+    articles = await conn.fetch("SELECT id, content_hash, story_id FROM articles ORDER BY id")
+    keys = await conn.fetch("SELECT key, article_id, published_at FROM story_keys ORDER BY 1, 2")
+    story_rows = await conn.fetch(
+        "SELECT id, merged_into, article_count, representative_id FROM stories ORDER BY id"
+    )
+    return tuple([tuple(r) for r in rows] for rows in (articles, keys, story_rows))
+
+
+async def ingest_fresh(
+    conn: asyncpg.Connection, articles: list[Article], *, prints: bool
+) -> tuple[list[tuple[Any, ...]], ...]:
+    """Every article into emptied tables, ids from 1, in batches of 7 as a feed's would come."""
+    await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    await conn.execute("INSERT INTO feeds (url) VALUES ('https://corpus.example/rss')")
+    for start in range(0, len(articles), 7):
+        await store_batch(conn, through_the_queue(articles[start : start + 7], prints=prints))
+    return await stored_state(conn)
+
+
+async def test_batches_queued_without_prints_store_the_same_stories(
+    conn: asyncpg.Connection,
+) -> None:
+    articles = [a for _, a in corpus_articles()]
+    carried = await ingest_fresh(conn, articles, prints=True)
+    queued_before = await ingest_fresh(conn, articles, prints=False)
+    assert queued_before == carried
+    stored, _, _ = carried
+    assert len({story for _, _, story in stored}) < len(stored), "copies joined stories"
+
+
+async def test_the_store_job_computes_no_print_of_carried_or_stored_texts(
+    conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Carried prints for the new articles; remembered ones for the stored candidates,
+    which the store itself remembered as it inserted them."""
+    articles = [a for _, a in corpus_articles()]
+    stories.remembered_prints.clear()
+    monkeypatch.setattr(stories, "story_print", refuse)
+    await ingest_fresh(conn, articles, prints=True)
+    assert stories.remembered_prints.hits > 0
+    assert stories.remembered_prints.misses == 0
+
+
+async def test_a_reused_article_id_never_brings_back_another_text(
+    conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids start again at 1 after TRUNCATE ... RESTART IDENTITY (tests, the demo), and
+    another store worker may be the one that stores the next article 1: a print this
+    worker remembered for article 1 must not answer for it."""
+    this_worker = stories.RememberedPrints()
+    monkeypatch.setattr(stories, "remembered_prints", this_worker)
+    await ingest_fresh(
+        conn, [article(OTHER_REPORT, title="Rail plans", url="https://a.example/1")], prints=False
+    )
+    assert len(this_worker) == 1
+    wire = article(WIRE, title="Rail deal", url="https://b.example/2")
+    with monkeypatch.context() as other_worker:
+        other_worker.setattr(stories, "remembered_prints", stories.RememberedPrints())
+        await ingest_fresh(conn, [wire], prints=False)
+    copy = article(WIRE + " Update.", title="Rail", url="https://c.example/3", minutes=5)
+    await store_batch(conn, through_the_queue([copy], prints=False))
+    rows = await conn.fetch("SELECT id, story_id FROM articles ORDER BY id")
+    assert [(r["id"], r["story_id"]) for r in rows] == [(1, 1), (2, 1)]
+    assert (this_worker.hits, this_worker.misses) == (0, 1), "article 1's text, not its id"
+
+
+def test_remembered_prints_keep_the_latest_used_within_their_budget() -> None:
+    texts = [f"{WIRE}\n\nCorrection number {i} of the day." for i in range(5)]
+    prints = [stories.story_print("Rail", text, with_keys=False) for text in texts]
+    probe = stories.RememberedPrints()
+    probe.add(prints[0])
+    each = probe.size
+    remembered = stories.RememberedPrints(max_bytes=3 * each + each // 2)
+    for p in prints[:3]:
+        remembered.add(p)
+    assert remembered.of("Rail", texts[0]) == prints[0]  # a hit: now the latest used
+    remembered.add(prints[3])  # over budget: the least recently used (texts[1]) goes
+    assert len(remembered) == 3 and remembered.size <= remembered.max_bytes
+    for i in (0, 2, 3):
+        assert remembered.of("Rail", texts[i]) == prints[i]
+    assert (remembered.hits, remembered.misses) == (4, 0)
+    assert remembered.of("Rail", texts[1]) == prints[1]  # computed again, from its text
+    assert remembered.misses == 1
+    assert remembered.of("Another headline", texts[1]).title != prints[1].title
