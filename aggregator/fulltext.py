@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aggregator import bodytext, logs
+from aggregator import bodytext, logs, stories
 from aggregator.dedupe import content_hash
 from aggregator.errors import FeedError
 from aggregator.feeds import Feed
@@ -58,12 +58,14 @@ def with_text(article: Article, paragraphs: list[str]) -> Article:
     feed_text = bodytext.normalize_text(article.content_text.split("\n\n"))
     if len(text) < len(feed_text) + MIN_GAIN_CHARS:
         return article
+    content_text = "\n\n".join(paragraphs)
     return article.model_copy(
         update={
-            "content_text": "\n\n".join(paragraphs),
+            "content_text": content_text,
             "content_hash": content_hash(
                 text, title=article.title, canonical_url=article.canonical_url
             ),
             "feed_hash": article.content_hash,
+            "story_print": stories.story_print(article.title, content_text),
         }
     )

@@ -63,11 +63,14 @@ from functools import cache, cached_property, lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import asyncpg
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-if TYPE_CHECKING:  # normalize imports this module: it computes each article's StoryPrint
+if TYPE_CHECKING:
+    # normalize imports this module (it computes each article's StoryPrint in the parse
+    # processes), which need neither asyncpg (11 MB each) nor a circular import.
+    import asyncpg
+
     from aggregator.normalize import Article
 
 DEFAULT_WINDOW = timedelta(days=7)
