@@ -312,8 +312,7 @@ class Recorder:
         site_url: str | None = None,
     ) -> None:
         """A poll whose articles went to the store queue; validators advance there."""
-        delay = next_delay(self.settings, interval)
-        self._ok.append((feed.id, delay, interval, title, site_url, None, None, None))
+        self._ok.append(self._ok_row(feed, interval, title=title, site_url=site_url))
 
     def unchanged(
         self,
@@ -325,8 +324,17 @@ class Recorder:
         body_hash: str | None = None,
     ) -> None:
         """A poll with nothing to store: safe to advance validators here."""
+        self._ok.append(
+            self._ok_row(
+                feed, interval, etag=etag, last_modified=last_modified, body_hash=body_hash
+            )
+        )
+
+    def _ok_row(self, feed: Feed, interval: float, **values: str | None) -> tuple[object, ...]:
+        """``_RECORD_OK``'s parameters; a value left out (None) keeps the row's."""
         delay = next_delay(self.settings, interval)
-        self._ok.append((feed.id, delay, interval, None, None, etag, last_modified, body_hash))
+        names = ("title", "site_url", "etag", "last_modified", "body_hash")
+        return (feed.id, delay, interval, *(values.get(name) for name in names))
 
     def failure(self, feed: Feed, error: FeedError, *, now: datetime) -> str | None:
         """Count the failure, back off, and disable the feed when it is time; return why if so."""

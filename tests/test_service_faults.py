@@ -192,6 +192,20 @@ async def own_postgres() -> AsyncIterator[EmbeddedServices]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def own_env(settings: Settings, own: EmbeddedServices) -> dict[str, str]:
+    return processes.service_env(
+        settings,
+        AGGREGATOR_DATABASE_URL=own.database_url,
+        AGGREGATOR_REDIS_URL=own.redis_url,
+        **FAST,
+    )
+
+
+def assert_alive(daemon: subprocess.Popen[bytes]) -> None:
+    if daemon.poll() is not None:
+        raise AssertionError("the daemon exited: " + processes.output(daemon)[-3000:])
+
+
 async def test_postgres_down_for_30s_mid_run_loses_nothing(
     settings: Settings,
     clean_services: None,
@@ -201,19 +215,13 @@ async def test_postgres_down_for_30s_mid_run_loses_nothing(
     database_url = own_postgres.database_url
     corpus, feed_ids = await prepare(database_url, feed_server, delay=0.5)
     expected = Expected(corpus)
-    env = processes.service_env(
-        settings,
-        AGGREGATOR_DATABASE_URL=database_url,
-        AGGREGATOR_REDIS_URL=own_postgres.redis_url,
-        **FAST,
-    )
+    env = own_env(settings, own_postgres)
     daemon = processes.aggregator(["run"], env)
     try:
         await until_storing(daemon, database_url)
         await asyncio.to_thread(own_postgres.stop_postgres)
         await asyncio.sleep(STOPPED_SECONDS)
-        if daemon.poll() is not None:
-            raise AssertionError("the daemon exited: " + processes.output(daemon)[-3000:])
+        assert_alive(daemon)
         await asyncio.to_thread(own_postgres.start_postgres)
         try:
             await eventually(lambda: expected.settled(database_url), 120, "convergence")
@@ -243,17 +251,11 @@ async def test_daemon_started_before_postgres_waits_for_it(
     corpus, feed_ids = await prepare(database_url, feed_server, delay=0)
     expected = Expected(corpus)
     await asyncio.to_thread(own_postgres.stop_postgres)
-    env = processes.service_env(
-        settings,
-        AGGREGATOR_DATABASE_URL=database_url,
-        AGGREGATOR_REDIS_URL=own_postgres.redis_url,
-        **FAST,
-    )
+    env = own_env(settings, own_postgres)
     daemon = processes.aggregator(["run"], env)
     try:
         await asyncio.sleep(4)  # a few start attempts
-        if daemon.poll() is not None:
-            raise AssertionError("the daemon exited: " + processes.output(daemon)[-3000:])
+        assert_alive(daemon)
         await asyncio.to_thread(own_postgres.start_postgres)
         await eventually(lambda: expected.settled(database_url), 60, "ingest once it is up")
         (printed,) = await stop_all([daemon])
