@@ -89,8 +89,22 @@ def test_a_carried_print_survives_the_queue_and_matches_as_its_text(
 
 
 def test_a_print_of_another_text_is_recomputed() -> None:
-    """A full-text page replaces the feed's text (``fulltext.with_text`` copies the
-    article): the feed text's print still rides along, and must not be used."""
+    """An article whose text changed after its print was made (a copy with another
+    text, a batch from an older version) carries a stale print: it must not be used."""
+    teaser = article(
+        "Iraq and Iran agreed to link Basra by rail.", title="Rail", url="https://a.example/1"
+    )
+    teaser = teaser.model_copy(
+        update={"story_print": stories.story_print(teaser.title, teaser.content_text)}
+    )
+    full = teaser.model_copy(update={"content_text": WIRE})  # the teaser's print rides along
+    assert full.story_print == teaser.story_print
+    fp = stories.article_fingerprint(full)
+    assert matching_view(fp) == matching_view(from_text(full))
+    assert fp.shingles != stories.article_fingerprint(teaser).shingles
+
+
+def test_a_full_text_page_gets_the_print_of_its_text() -> None:
     teaser = article(
         "Iraq and Iran agreed to link Basra by rail.", title="Rail", url="https://a.example/1"
     )
@@ -99,10 +113,7 @@ def test_a_print_of_another_text_is_recomputed() -> None:
     )
     full = fulltext.with_text(teaser, WIRE.split("\n\n"))
     assert full.content_text != teaser.content_text
-    assert full.story_print == teaser.story_print
-    fp = stories.article_fingerprint(full)
-    assert matching_view(fp) == matching_view(from_text(full))
-    assert fp.shingles != stories.article_fingerprint(teaser).shingles
+    assert full.story_print == stories.story_print(full.title, full.content_text)
 
 
 async def stored_state(conn: asyncpg.Connection) -> tuple[list[tuple[Any, ...]], ...]:
