@@ -121,15 +121,16 @@ async def open_when_reachable(
     checks) or during an outage waits for them, saying so once, instead of
     exiting; None if it is told to stop first. One-shot commands fail at once."""
     delay = RESTART_DELAY_SECONDS
-    warned = False
+    outage = logs.Outage(log, "start-up")
     while not stop.is_set():
         try:
-            return await stack.enter_async_context(
+            rt = await stack.enter_async_context(
                 open_runtime(settings, database_url=database_url, redis_url=redis_url)
             )
+            outage.succeeded()
+            return rt
         except ServiceUnavailableError as exc:
-            log.log(logging.DEBUG if warned else logging.WARNING, "%s; waiting for it", exc)
-            warned = True
+            outage.failed(exc, "waiting for it")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         delay = min(delay * 2, START_RETRY_MAX_SECONDS)

@@ -50,35 +50,31 @@ class SeenCache:
         )
         return {h for h, seen in zip(hashes, flags, strict=True) if not seen}
 
-    async def mark(self, feed_id: int, hashes: Iterable[str]) -> None:
-        """Record hashes as delivered; call only after they are committed to Postgres."""
-        members = list(hashes)
-        if not members:
-            return
-        key = self.key(feed_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(key, *members)
-            pipe.expire(key, self._ttl)
-            await pipe.execute()
-
-    # The entries of a feed's last delivered body, by entry key (see ``normalize.entry_key``):
-    # a poll passes them to the parse step, which skips normalizing the entries it knows.
     @staticmethod
     def entries_key(feed_id: int) -> str:
         return f"aggregator:entries:{feed_id}"
 
+    async def mark(
+        self, feed_id: int, hashes: Iterable[str], *, entries: Iterable[str] | None = None
+    ) -> None:
+        """Record hashes as delivered and, with ``entries``, make those the feed's known
+        entries (every entry of a body whose articles are all stored: a poll passes them
+        to the parse step, which skips normalizing them). Call only after the commit."""
+        members = list(hashes)
+        known = None if entries is None else list(entries)
+        if not members and known is None:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if members:
+                pipe.sadd(self.key(feed_id), *members)
+                pipe.expire(self.key(feed_id), self._ttl)
+            if known is not None:
+                pipe.delete(self.entries_key(feed_id))
+                if known:
+                    pipe.sadd(self.entries_key(feed_id), *known)
+                    pipe.expire(self.entries_key(feed_id), self._ttl)
+            await pipe.execute()
+
     async def known_entries(self, feed_id: int) -> frozenset[str]:
         members = await self._redis.smembers(self.entries_key(feed_id))  # type: ignore[misc]
         return frozenset(m.decode() if isinstance(m, bytes) else m for m in members)
-
-    async def remember_entries(self, feed_id: int, keys: Iterable[str]) -> None:
-        """Replace the feed's known entries with ``keys``: every entry of a body whose
-        articles are all stored (call after the commit, as ``mark``)."""
-        members = list(keys)
-        key = self.entries_key(feed_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            if members:
-                pipe.sadd(key, *members)
-                pipe.expire(key, self._ttl)
-            await pipe.execute()

@@ -330,6 +330,10 @@ class DocumentInfo(BaseModel):
     published: list[datetime] = []
 
 
+# Part of every entry key: bump it when normalization changes what an entry becomes.
+_ENTRY_KEY_VERSION = 1
+
+
 def entry_key(entry: Entry, feed: FeedContext, document: ParsedFeed) -> str:
     """A digest of everything an entry's Article is made of: the entry as published and
     what normalization reads of its feed. An entry whose key the feed delivered before
@@ -353,10 +357,6 @@ def entry_key(entry: Entry, feed: FeedContext, document: ParsedFeed) -> str:
         document.language,
     )
     return hashlib.sha256(repr(material).encode("utf-8", "surrogatepass")).hexdigest()
-
-
-# Part of every entry key: bump it when normalization changes what an entry becomes.
-_ENTRY_KEY_VERSION = 1
 
 
 def articles_from_document(

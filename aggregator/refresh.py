@@ -180,7 +180,7 @@ async def deliver(
         )
         await queue.enqueue_store(rt.redis, batch.model_dump(mode="json"))
     elif entry_keys:
-        await rt.seen.remember_entries(feed.id, entry_keys)  # all delivered before
+        await rt.seen.mark(feed.id, (), entries=entry_keys)  # all delivered before
     return len(fresh)
 
 
@@ -233,9 +233,7 @@ async def store_articles(rt: Runtime, batch: StoreBatch) -> StoreResult:
         )
     delivered = [a.content_hash for a in batch.articles]
     delivered += [a.feed_hash for a in batch.articles if a.feed_hash]  # see fulltext
-    await rt.seen.mark(batch.feed_id, delivered)
-    if batch.entry_keys:
-        await rt.seen.remember_entries(batch.feed_id, batch.entry_keys)
+    await rt.seen.mark(batch.feed_id, delivered, entries=batch.entry_keys or None)
     metrics.ARTICLES_STORED.inc(result.new)
     metrics.ARTICLES_MERGED.inc(result.merged)
     metrics.ARTICLES_CLUSTERED.inc(result.joined_stories)
