@@ -38,6 +38,8 @@ SERVICE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # ConnectionError, TimeoutError
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    # A connection lost inside a WATCH pipeline (arq's enqueue) surfaces as a WatchError.
+    redis.exceptions.WatchError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
