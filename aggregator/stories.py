@@ -135,18 +135,47 @@ def fold(text: str) -> str:
     """Text with the differences that outlets introduce but readers ignore removed."""
     if text.isascii():
         return text.translate(_FOLD).casefold()
-    text = unicodedata.normalize("NFKC", text).translate(_FOLD).casefold()
+    text = unicodedata.normalize("NFKC", text)
+    codes = _code_points(text)
+    bmp = codes < 0x10000
+    folded = np.where(bmp, _fold_table()[codes & 0xFFFF], codes)
+    text = _from_code_points(folded[folded != _DROP]).casefold()
     # NFKD splits hamza forms and Latin accents into base letter + mark; marks and
     # format characters (ZWJ, bidi controls) go.
-    return unicodedata.normalize("NFKD", text).translate(_marks_and_format())
+    codes = _code_points(unicodedata.normalize("NFKD", text))
+    return _from_code_points(codes[~_marks_and_format()[codes]])
+
+
+# ``str.translate`` with a dict looks every character up in Python (about 20 ns each,
+# two thirds of folding a 3 kB text); these tables do the same lookups in numpy.
+_DROP = np.uint32(0xFFFF_FFFF)
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _from_code_points(codes: np.ndarray) -> str:
+    return codes.tobytes().decode("utf-32-le", "surrogatepass")
 
 
 @cache
-def _marks_and_format() -> dict[int, None]:
-    """Every nonspacing mark and format character, as a ``str.translate`` table."""
-    return {
-        c: None for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in ("Mn", "Cf")
-    }
+def _fold_table() -> np.ndarray:
+    """``_FOLD`` over the Basic Multilingual Plane (where all its letters are)."""
+    table = np.arange(0x10000, dtype=np.uint32)
+    for code, to in _FOLD.items():
+        table[code] = _DROP if to is None else ord(to)
+    return table
+
+
+@cache
+def _marks_and_format() -> np.ndarray:
+    """True for every nonspacing mark and format character, by code point."""
+    drop = np.zeros(sys.maxunicode + 1, dtype=bool)
+    for c in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(c)) in ("Mn", "Cf"):
+            drop[c] = True
+    return drop
 
 
 def words(text: str) -> list[str]:
