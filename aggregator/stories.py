@@ -480,8 +480,17 @@ NO_MATCH = Match(Evidence.NONE, 0.0)
 def compare(new: Fingerprint, old: Fingerprint, *, window: timedelta = DEFAULT_WINDOW) -> Match:
     """Whether two articles tell the same story, and how sure that is."""
     gap = abs(new.published_at - old.published_at)
-    if gap > window or not figures_agree(new, old):
+    if gap > window:
         return NO_MATCH
+    match = _text_match(new, old, gap)
+    # Figures can only veto a match; their word-by-word diff is the costly part, so it
+    # runs only for pairs the text would otherwise match.
+    if match is NO_MATCH or not figures_agree(new, old):
+        return NO_MATCH
+    return match
+
+
+def _text_match(new: Fingerprint, old: Fingerprint, gap: timedelta) -> Match:
     common = len(new.shingles & old.shingles)
     union = len(new.shingles) + len(old.shingles) - common
     smaller = min(len(new.shingles), len(old.shingles))
