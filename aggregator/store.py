@@ -52,13 +52,21 @@ class StoreResult:
     joined_stories: int = 0  # new articles that joined an existing story (near-duplicates)
 
 
+# A new article starts as its own story (story_id = id; the foreign key waits for the
+# commit): the story step then updates only the articles that join another story.
 _INSERT_ARTICLES = """
-INSERT INTO articles (content_hash, canonical_url, title, summary, content_html, content_text,
-                      author, language, region, published_at, first_seen_at)
-SELECT *, $11::timestamptz
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::timestamptz[])
-ORDER BY 1
+INSERT INTO articles (id, story_id, content_hash, canonical_url, title, summary, content_html,
+                      content_text, author, language, region, published_at, first_seen_at)
+SELECT n.id, n.id, n.content_hash, n.canonical_url, n.title, n.summary, n.content_html,
+       n.content_text, n.author, n.language, n.region, n.published_at, $11::timestamptz
+FROM (
+    SELECT nextval('articles_id_seq') AS id, u.*
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+         AS u(content_hash, canonical_url, title, summary, content_html, content_text,
+              author, language, region, published_at)
+    ORDER BY u.content_hash
+) n
 ON CONFLICT (content_hash) DO NOTHING
 RETURNING id, content_hash
 """

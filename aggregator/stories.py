@@ -718,12 +718,14 @@ SELECT a.id, a.story_id, a.title, a.content_text, a.summary, a.canonical_url, a.
        h.keys
 FROM hits h JOIN articles a ON a.id = h.article_id
 WHERE a.story_id IS NOT NULL
+  AND a.id <> ALL($5::bigint[])  -- this batch's own articles: the pending ones
 """
 
+# A story one new article starts alone is written whole: what _REFRESH_STORIES would set.
 _CREATE_STORIES = """
-INSERT INTO stories (id, first_seen_at, published_at, updated_at)
-SELECT s.id, $3, s.published_at, $3
-FROM unnest($1::bigint[], $2::timestamptz[]) AS s(id, published_at)
+INSERT INTO stories (id, first_seen_at, published_at, updated_at, representative_id)
+SELECT s.id, $3, s.published_at, $3, CASE WHEN s.alone THEN s.id END
+FROM unnest($1::bigint[], $2::timestamptz[], $4::boolean[]) AS s(id, published_at, alone)
 """
 
 _SET_STORIES = """
@@ -808,7 +810,8 @@ async def _known_candidates(
             highs.append(fp.published_at + window)
     if not keys:
         return []
-    rows = await conn.fetch(_CANDIDATES, keys, lows, highs, MAX_CANDIDATES_PER_KEY)
+    pending_ids = [article_id for article_id, _ in pending]
+    rows = await conn.fetch(_CANDIDATES, keys, lows, highs, MAX_CANDIDATES_PER_KEY, pending_ids)
     identities = frozenset().union(*(fp.identity for _, fp in pending))
     known = []
     for row in rows:
@@ -828,19 +831,26 @@ async def _known_candidates(
 
 
 async def _write(conn: asyncpg.Connection, plan: Plan, seen_at: datetime) -> None:
+    # Articles were inserted as their own story: only those joining another one move.
+    moved = {a: s for a, s in plan.assigned.items() if a != s}
+    touched = set(plan.assigned.values())
+    joined = set(moved.values()) | set(plan.merged.values())
+    alone = [story not in joined for story in plan.created]
     if plan.created:
         await conn.execute(
-            _CREATE_STORIES, list(plan.created), list(plan.created.values()), seen_at
+            _CREATE_STORIES, list(plan.created), list(plan.created.values()), seen_at, alone
         )
-    await conn.execute(_SET_STORIES, list(plan.assigned), list(plan.assigned.values()))
+    if moved:
+        await conn.execute(_SET_STORIES, list(moved), list(moved.values()))
     if plan.merged:
         olds, targets = list(plan.merged), list(plan.merged.values())
         await conn.execute(_MOVE_MERGED, olds, targets)
         await conn.execute(_MARK_MERGED, olds, targets, seen_at)
     if plan.keys:
         await conn.execute(_INSERT_KEYS, *map(list, zip(*plan.keys, strict=True)))
-    touched = sorted(set(plan.assigned.values()))
-    await conn.execute(_REFRESH_STORIES, touched, seen_at)
+    refresh = sorted(touched - {s for s, a in zip(plan.created, alone, strict=True) if a})
+    if refresh:
+        await conn.execute(_REFRESH_STORIES, refresh, seen_at)
 
 
 # --- reading stories --------------------------------------------------------------------------

@@ -73,6 +73,25 @@ async def test_stories_match_ground_truth(
     )
     assert (exact_p, exact_r) == (1.0, 1.0)
     assert precision >= 0.98 and recall >= 0.95
+    async with runtime.pool.acquire() as conn:
+        assert await conn.fetch(_STALE_STORY_ROWS) == []
+        assert await conn.fetchval("SELECT count(*) FROM stories WHERE merged_into IS NULL") > 0
+
+
+# A live story row must say what its articles say (a story written whole at creation
+# and one refreshed after joins alike): count, representative, earliest times.
+_STALE_STORY_ROWS = """
+SELECT s.id FROM stories s
+JOIN (
+    SELECT story_id, count(*) AS articles, min(published_at) AS published_at,
+           min(first_seen_at) AS first_seen_at,
+           (array_agg(id ORDER BY length(content_text) DESC, published_at, id))[1] AS representative
+    FROM articles GROUP BY story_id
+) c ON c.story_id = s.id
+WHERE s.merged_into IS NULL
+  AND (s.article_count, s.representative_id, s.published_at, s.first_seen_at)
+      IS DISTINCT FROM (c.articles::int, c.representative, c.published_at, c.first_seen_at)
+"""
 
 
 async def test_same_event_reports_stay_apart(runtime: Runtime, feed_server: FeedServer) -> None:
