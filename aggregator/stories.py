@@ -270,10 +270,9 @@ def band_keys(kind: str, signature: np.ndarray, bands: int, rows: int) -> list[i
     """One key per band of ``rows`` signature values: equal keys, equal band."""
     if signature.size == 0:
         return []
-    return [
-        _hash64(f"{kind}{b}:" + signature[b * rows : (b + 1) * rows].tobytes().hex())
-        for b in range(bands)
-    ]
+    digits = signature.tobytes().hex()  # 16 hex digits per value
+    width = 16 * rows
+    return [_hash64(f"{kind}{b}:" + digits[b * width : (b + 1) * width]) for b in range(bands)]
 
 
 # --- fingerprints and evidence ----------------------------------------------------------------
@@ -335,7 +334,8 @@ def story_print(title: str, text: str, *, with_keys: bool = True) -> StoryPrint:
     return StoryPrint(
         digest=text_digest(title, text),
         shingles=base64.b64encode(hashes.astype("<u8", copy=False).tobytes()).decode("ascii"),
-        numbers=tuple(sorted({t for t in (*tokens, *title_tokens) if _is_number(t)})),
+        # (t[0].isdigit() is _is_number, inlined: a call per word cost 0.1 ms a text)
+        numbers=tuple(sorted({t for t in (*tokens, *title_tokens) if t[0].isdigit()})),
         title=folded_title,
         keys=tuple(dict.fromkeys(keys)),
     )
