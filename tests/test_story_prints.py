@@ -75,6 +75,30 @@ def through_the_queue(articles: list[Article], *, prints: bool = True) -> StoreB
     return StoreBatch.model_validate(payload)
 
 
+def test_a_store_job_reads_its_batch_whole_and_logs_it_short() -> None:
+    """arq logs the repr of every job's arguments: a batch's must not be its text."""
+    from arq.jobs import deserialize_job_raw, serialize_job
+    from arq.utils import args_to_string
+
+    articles = [a for _, a in corpus_articles()][:20]
+    batch = StoreBatch(
+        feed_id=7,
+        body_hash="0" * 64,
+        validators=Validators(body_hash="0" * 64),
+        articles=articles,
+        fetched_at=T0,
+    )
+    raw = serialize_job(
+        queue.STORE_JOB, (batch.model_dump(mode="json"),), {}, 1, 0, serializer=queue.serialize
+    )
+    function, args, kwargs, _, _ = deserialize_job_raw(raw, deserializer=queue.deserialize)
+    assert function == queue.STORE_JOB and not kwargs
+    assert StoreBatch.model_validate(args[0]) == batch
+    logged = args_to_string(args, kwargs)
+    assert "feed_id" in logged and f"{len(articles)} articles" in logged
+    assert len(logged) < 100
+
+
 def test_a_carried_print_survives_the_queue_and_matches_as_its_text(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
