@@ -667,8 +667,7 @@ def plan_stories(
 
     for article_id, fp in sorted(pending, key=lambda p: (p[1].published_at, p[0])):
         candidates = set().union(*(by_key.get(key, ()) for key in fp.keys)) - {article_id}
-        matches = [(compare(fp, fingerprints[c], window=window), c) for c in sorted(candidates)]
-        matches = [(m, c) for m, c in matches if m.evidence is not Evidence.NONE]
+        matches = _matches(fp, sorted(candidates), fingerprints, plan, story_of, window)
         if not matches:
             story = article_id
             plan.created[story] = fp.published_at
@@ -696,6 +695,27 @@ def plan_stories(
     plan.assigned = {a: plan.story(s) for a, s in plan.assigned.items()}
     plan.merged = {s: plan.story(s) for s in plan.merged}
     return plan
+
+
+def _matches(
+    fp: Fingerprint,
+    candidates: list[int],
+    fingerprints: dict[int, Fingerprint],
+    plan: Plan,
+    story_of: dict[int, int],
+    window: timedelta,
+) -> list[tuple[Match, int]]:
+    """The candidates ``fp`` matches, with how; when they all belong to one story, the
+    first match alone: that story is the answer whichever copy matches best, and no
+    merge can follow. (A wire story's copies are dozens of candidates of one story.)"""
+    if len({plan.story(story_of[c]) for c in candidates}) == 1:
+        for c in candidates:
+            match = compare(fp, fingerprints[c], window=window)
+            if match.evidence is not Evidence.NONE:
+                return [(match, c)]
+        return []
+    found = [(compare(fp, fingerprints[c], window=window), c) for c in candidates]
+    return [(m, c) for m, c in found if m.evidence is not Evidence.NONE]
 
 
 # Each key reads at most this many stored articles (the latest in the window): a

@@ -350,6 +350,24 @@ def test_minhash_estimates_jaccard_and_bands_find_near_duplicates() -> None:
     assert set(fp(WIRE).keys[:body_bands]) & set(near.keys[:body_bands])
 
 
+def test_plan_stops_at_the_first_match_only_where_that_cannot_change_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every article of the corpora planned in one batch (many candidates per article,
+    of one story and of several): the same plan as comparing every candidate."""
+    pending = [(i, stories.article_fingerprint(a)) for i, (_, a) in enumerate(corpus_articles(), 1)]
+    known = [stories.Known(-i, -i, f) for i, f in pending[:40]]  # stored copies, too
+    planned = stories.plan_stories(pending[40:], known)
+
+    def every_candidate(fp, candidates, fingerprints, plan, story_of, window):  # type: ignore[no-untyped-def]
+        found = [(stories.compare(fp, fingerprints[c], window=window), c) for c in candidates]
+        return [(m, c) for m, c in found if m.evidence is not stories.Evidence.NONE]
+
+    monkeypatch.setattr(stories, "_matches", every_candidate)
+    assert stories.plan_stories(pending[40:], known) == planned
+    assert len(set(planned.assigned.values())) < len(planned.assigned)  # stories did join
+
+
 def test_plan_merges_stories_a_strong_copy_bridges() -> None:
     """A paraphrased summary stored first (same guid as the outlet's full text) and a
     retitled copy from another outlet start two stories; the full text joins both."""
