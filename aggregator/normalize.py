@@ -209,7 +209,7 @@ def normalize_entry(
         language=article_language(clean(language, 35), title=title, text=body or summary),
         region=feed.region,
         published_at=sane_date(entry.published, now=now),
-        story_print=stories.story_print(title, content_text or summary),
+        story_print=stories.recent_prints.of(title, content_text or summary),
     )
 
 

@@ -559,8 +559,11 @@ REMEMBERED_PRINTS_BYTES = 64 << 20
 class RememberedPrints:
     """The most recently used prints, by their digest, within a memory budget."""
 
-    def __init__(self, max_bytes: int = REMEMBERED_PRINTS_BYTES) -> None:
+    def __init__(
+        self, max_bytes: int = REMEMBERED_PRINTS_BYTES, *, with_keys: bool = False
+    ) -> None:
         self.max_bytes = max_bytes
+        self.with_keys = with_keys  # what ``of`` computes: see ``story_print``
         self.size = 0  # about, in bytes: see _footprint
         self.hits = self.misses = 0
         self._prints: OrderedDict[str, StoryPrint] = OrderedDict()
@@ -569,11 +572,11 @@ class RememberedPrints:
         return len(self._prints)
 
     def of(self, title: str, text: str) -> StoryPrint:
-        """The print of a stored headline and text: remembered, else computed and kept."""
+        """The print of a headline and text: remembered, else computed and kept."""
         found = self._prints.get(text_digest(title, text))
         if found is None:
             self.misses += 1
-            found = story_print(title, text, with_keys=False)
+            found = story_print(title, text, with_keys=self.with_keys)
             self.add(found)
         else:
             self.hits += 1
@@ -606,7 +609,12 @@ def _footprint(text_print: StoryPrint) -> int:
     )
 
 
+# In the store job: the prints of stored candidates (compared, never looked up by key).
 remembered_prints = RememberedPrints()
+# In the parse processes: the prints of the latest texts normalized, keys and all, so
+# the identical copies of a wire story that many outlets carry are printed once.
+RECENT_PRINTS_BYTES = 8 << 20
+recent_prints = RememberedPrints(RECENT_PRINTS_BYTES, with_keys=True)
 
 
 # --- assignment -------------------------------------------------------------------------------

@@ -271,3 +271,17 @@ def test_print_keys_are_those_already_stored() -> None:
     assert list(p.keys) == WIRE_KEYS
     assert p.numbers == ("150", "3", "32")
     assert p.title == "oil prices rise 3 as opec talks stall in riyadh"
+
+
+def test_copies_of_one_text_are_printed_once_with_keys() -> None:
+    """The parse processes remember the prints of recent texts: a wire copy carried by
+    another outlet gets the print its text would get, keys and all, without a second
+    computation."""
+    recent = stories.RememberedPrints(1 << 20, with_keys=True)
+    first = recent.of("Oil prices rise 3% as OPEC+ talks stall in Riyadh", WIRE)
+    again = recent.of("Oil prices rise 3% as OPEC+ talks stall in Riyadh", WIRE)
+    assert again is first and (recent.hits, recent.misses) == (1, 1)
+    assert first == stories.story_print("Oil prices rise 3% as OPEC+ talks stall in Riyadh", WIRE)
+    assert list(first.keys) == WIRE_KEYS
+    other = recent.of("Another headline about the same OPEC+ talks", WIRE)
+    assert other.digest != first.digest and recent.misses == 2
