@@ -516,8 +516,8 @@ async def growth_store(sizes: Sizes) -> dict[str, Any]:
     33 story keys and a sent outbox row each, like a stored article); then
     ``growth_batches`` farm feeds of fresh articles are stored one batch at a
     time on one connection, as a store worker does."""
-    from aggregator.normalize import FeedContext, articles_from_document
-    from aggregator.store import StoreBatch, Validators, store_batch
+    from aggregator.store import store_batch
+    from bench.store import fresh_batch
 
     server = services.server_database_url()
     name = services.database_name("growth")
@@ -552,34 +552,11 @@ async def growth_store(sizes: Sizes) -> dict[str, Any]:
             batches = []
             for b in range(sizes.growth_batches):
                 feed_no = 1_000_000 + level_no * 10_000 + b  # never served by the farm: fresh
-                feed_url = f"https://{synthetic.outlet_host(feed_no)}/feed"
-                body = synthetic.render_feed(
-                    feed_no,
-                    0,
-                    items=sizes.items,
-                    new_per_change=2,
-                    published_at={},
-                    epoch=time.time(),
-                )
-                _, articles = articles_from_document(
-                    body,
-                    url=feed_url,
-                    content_type="application/rss+xml",
-                    feed=FeedContext(url=feed_url, language=synthetic.language_of(feed_no)),
-                    now=now,
-                )
                 feed_id = await conn.fetchval(
-                    "INSERT INTO feeds (url) VALUES ($1) RETURNING id", feed_url
+                    "INSERT INTO feeds (url) VALUES ($1) RETURNING id",
+                    f"https://{synthetic.outlet_host(feed_no)}/feed",
                 )
-                batches.append(
-                    StoreBatch(
-                        feed_id=feed_id,
-                        body_hash=f"{feed_no:064x}",
-                        validators=Validators(body_hash=f"{feed_no:064x}"),
-                        articles=articles,
-                        fetched_at=now,
-                    )
-                )
+                batches.append(fresh_batch(feed_no, feed_id, now, items=sizes.items))
             new = 0
             timing = time.perf_counter()
             for batch in batches:

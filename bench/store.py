@@ -52,31 +52,27 @@ class TimedConnection:
         return call
 
 
-def batches_of(feeds: int, feed_ids: list[int], now: datetime) -> list[StoreBatch]:
-    found = []
-    for feed_no, feed_id in zip(range(feeds), feed_ids, strict=True):
-        url = f"https://{synthetic.outlet_host(feed_no)}/feed"
-        body = synthetic.render_feed(
-            feed_no, 0, items=20, new_per_change=2, published_at={}, epoch=time.time()
-        )
-        _, articles = articles_from_document(
-            body,
-            url=url,
-            content_type="application/rss+xml",
-            feed=FeedContext(url=url, language=synthetic.language_of(feed_no)),
-            now=now,
-        )
-        found.append(
-            StoreBatch(
-                feed_id=feed_id,
-                feed_url=url,
-                body_hash=f"{feed_no:064x}",
-                validators=Validators(body_hash=f"{feed_no:064x}"),
-                articles=articles,
-                fetched_at=now,
-            )
-        )
-    return found
+def fresh_batch(feed_no: int, feed_id: int, now: datetime, *, items: int = 20) -> StoreBatch:
+    """Farm feed ``feed_no`` as a store batch of ``feed_id``: its items normalized for real."""
+    url = f"https://{synthetic.outlet_host(feed_no)}/feed"
+    body = synthetic.render_feed(
+        feed_no, 0, items=items, new_per_change=2, published_at={}, epoch=time.time()
+    )
+    _, articles = articles_from_document(
+        body,
+        url=url,
+        content_type="application/rss+xml",
+        feed=FeedContext(url=url, language=synthetic.language_of(feed_no)),
+        now=now,
+    )
+    return StoreBatch(
+        feed_id=feed_id,
+        feed_url=url,
+        body_hash=f"{feed_no:064x}",
+        validators=Validators(body_hash=f"{feed_no:064x}"),
+        articles=articles,
+        fetched_at=now,
+    )
 
 
 async def measure(feeds: int) -> tuple[int, int, float, dict[str, float]]:
@@ -95,7 +91,8 @@ async def measure(feeds: int) -> tuple[int, int, float, dict[str, float]]:
                 )
                 for n in range(feeds)
             ]
-            batches = batches_of(feeds, feed_ids, datetime.now(UTC))
+            now = datetime.now(UTC)
+            batches = [fresh_batch(n, feed_id, now) for n, feed_id in enumerate(feed_ids)]
             timed = TimedConnection(conn)
             new = 0
             started = time.perf_counter()

@@ -58,16 +58,20 @@ def refuse(*args: object, **kwargs: object) -> NoReturn:
     raise AssertionError("the store job computed a print")
 
 
-def through_the_queue(articles: list[Article], *, prints: bool = True) -> StoreBatch:
-    """The batch as the store job receives it; ``prints=False`` as the version before
-    prints queued it."""
-    batch = StoreBatch(
+def batch_of(articles: list[Article]) -> StoreBatch:
+    return StoreBatch(
         feed_id=1,
         body_hash="0" * 64,
         validators=Validators(body_hash="0" * 64),
         articles=articles,
         fetched_at=T0,
     )
+
+
+def through_the_queue(articles: list[Article], *, prints: bool = True) -> StoreBatch:
+    """The batch as the store job receives it; ``prints=False`` as the version before
+    prints queued it."""
+    batch = batch_of(articles)
     payload: dict[str, Any] = queue.deserialize(queue.serialize(batch.model_dump(mode="json")))
     if not prints:
         for item in payload["articles"]:
@@ -81,13 +85,7 @@ def test_a_store_job_reads_its_batch_whole_and_logs_it_short() -> None:
     from arq.utils import args_to_string
 
     articles = [a for _, a in corpus_articles()][:20]
-    batch = StoreBatch(
-        feed_id=7,
-        body_hash="0" * 64,
-        validators=Validators(body_hash="0" * 64),
-        articles=articles,
-        fetched_at=T0,
-    )
+    batch = batch_of(articles)
     raw = serialize_job(
         queue.STORE_JOB, (batch.model_dump(mode="json"),), {}, 1, 0, serializer=queue.serialize
     )
