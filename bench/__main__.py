@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_const",
         const="full",
         help="the issue's full sizes (2,000-feed cold ingest, 1M stored articles, "
-        "100k feeds): about an hour on 2 cores",
+        "100k feeds): about 25 minutes on 2 cores",
     )
     parser.set_defaults(size="default")
     parser.add_argument(
