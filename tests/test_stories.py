@@ -676,3 +676,12 @@ def test_folding_is_idempotent_and_letter_variants_agree(text: str) -> None:
     assert stories.fold(folded) == folded
     arabic = text.translate(str.maketrans("یک۱", "يك١"))
     assert stories.words(arabic) == stories.words(text)
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=300), st.booleans())
+@hypothesis_settings(max_examples=200, deadline=None)
+def test_sorted_unique_is_numpys_unique(values: list[int], repeat: bool) -> None:
+    import numpy as np
+
+    array = np.array(values + values[: len(values) // 2] if repeat else values, dtype=np.uint64)
+    assert np.array_equal(stories._sorted_unique(array), np.unique(array))
