@@ -259,11 +259,6 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
     return values[keep]
 
 
-def shingles(tokens: Sequence[str], size: int = SHINGLE_WORDS) -> frozenset[int]:
-    """The shingle hashes as a set, for exact Jaccard and containment."""
-    return frozenset(shingle_hashes(tokens, size).tolist())
-
-
 # --- MinHash ----------------------------------------------------------------------------------
 
 
@@ -873,12 +868,14 @@ async def _known_candidates(
 async def _write(conn: asyncpg.Connection, plan: Plan, seen_at: datetime) -> None:
     # Articles were inserted as their own story: only those joining another one move.
     moved = {a: s for a, s in plan.assigned.items() if a != s}
-    touched = set(plan.assigned.values())
-    joined = set(moved.values()) | set(plan.merged.values())
-    alone = [story not in joined for story in plan.created]
+    alone = set(plan.created) - set(moved.values()) - set(plan.merged.values())
     if plan.created:
         await conn.execute(
-            _CREATE_STORIES, list(plan.created), list(plan.created.values()), seen_at, alone
+            _CREATE_STORIES,
+            list(plan.created),
+            list(plan.created.values()),
+            seen_at,
+            [story in alone for story in plan.created],
         )
     if moved:
         await conn.execute(_SET_STORIES, list(moved), list(moved.values()))
@@ -888,7 +885,7 @@ async def _write(conn: asyncpg.Connection, plan: Plan, seen_at: datetime) -> Non
         await conn.execute(_MARK_MERGED, olds, targets, seen_at)
     if plan.keys:
         await conn.execute(_INSERT_KEYS, *map(list, zip(*plan.keys, strict=True)))
-    refresh = sorted(touched - {s for s, a in zip(plan.created, alone, strict=True) if a})
+    refresh = sorted(set(plan.assigned.values()) - alone)
     if refresh:
         await conn.execute(_REFRESH_STORIES, refresh, seen_at)
 
