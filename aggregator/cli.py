@@ -10,8 +10,8 @@ import asyncio
 import functools
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
@@ -26,7 +26,7 @@ from aggregator.errors import AggregatorError, ConfigError, FetchError
 from aggregator.fetch import Fetcher
 from aggregator.normalize import FeedContext, articles_from_document
 from aggregator.progress import Progress
-from aggregator.runtime import open_runtime
+from aggregator.runtime import naming, open_runtime, service_error
 from aggregator.services import services
 from aggregator.settings import Settings, load_settings
 
@@ -58,13 +58,12 @@ def command(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T | None]:
             _fail(str(exc), 2)
         except AggregatorError as exc:
             _fail(str(exc))
-        except (
-            OSError,
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            redis.exceptions.ConnectionError,
-        ) as exc:
-            _fail(f"cannot reach a service: {type(exc).__name__}: {exc}")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            _fail(str(service_error("PostgreSQL", None, exc)))  # a query outside `naming`
+        except redis.exceptions.RedisError as exc:
+            _fail(str(service_error("Redis", None, exc)))
+        except OSError as exc:
+            _fail(f"{type(exc).__name__}: {exc}")
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:  # a bug: still one line for the user, the trace for -v
@@ -83,16 +82,33 @@ def _settings() -> Settings:
         raise  # unreachable
 
 
-async def _with_connection(
-    settings: Settings, action: Callable[[asyncpg.Connection], Awaitable[T]]
-) -> T:
-    async with services(settings) as urls:
-        await db.migrate(urls.database_url)
-        conn = await asyncpg.connect(urls.database_url)
+@asynccontextmanager
+async def _database(url: str, *, writes: bool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for a command, its failures named. A command that writes migrates
+    first; one that only reads never does, so the read-only role can run it."""
+    with naming("PostgreSQL", url):
+        if writes:
+            await db.migrate(url)
+            conn = await asyncpg.connect(url)
+        else:
+            conn = await db.connect_current(url)
         try:
-            return await action(conn)
+            yield conn
         finally:
             await conn.close()
+
+
+async def _with_connection(
+    settings: Settings,
+    action: Callable[[asyncpg.Connection], Awaitable[T]],
+    *,
+    writes: bool = True,
+) -> T:
+    async with (
+        services(settings, redis=writes) as urls,
+        _database(urls.database_url, writes=writes) as conn,
+    ):
+        return await action(conn)
 
 
 @click.group()
@@ -164,7 +180,7 @@ async def psql(psql_args: tuple[str, ...]) -> None:
     import shutil
     import subprocess
 
-    async with services(_settings()) as urls:
+    async with services(_settings(), redis=False) as urls:
         client = str(urls.embedded.psql) if urls.embedded else shutil.which("psql")
         if client is None:
             raise AggregatorError("psql is not installed; install postgresql-client")
@@ -226,8 +242,9 @@ def settings_reference() -> None:
 @command
 async def migrate() -> None:
     """Apply pending schema migrations."""
-    async with services(_settings()) as urls:
-        applied = await db.migrate(urls.database_url)
+    async with services(_settings(), redis=False) as urls:
+        with naming("PostgreSQL", urls.database_url):
+            applied = await db.migrate(urls.database_url)
     for m in applied:
         click.echo(f"applied {m.version:03d}_{m.name}")
     if not applied:
@@ -304,7 +321,7 @@ async def _discover(settings: Settings, url: str) -> str:
 @command
 async def feeds_list() -> None:
     """List feeds with their state."""
-    rows = await _with_connection(_settings(), feeds.list_all)
+    rows = await _with_connection(_settings(), feeds.summaries, writes=False)
     for f in rows:
         state = "disabled" if f.disabled else ("failing" if f.last_error else "ok")
         click.echo(
@@ -403,7 +420,7 @@ async def status(as_json: bool) -> None:
 
     from aggregator import status as health
 
-    feeds_, regions = await _with_connection(_settings(), health.collect)
+    feeds_, regions = await _with_connection(_settings(), health.collect, writes=False)
     if as_json:
         click.echo(json.dumps(health.as_json(feeds_, regions), ensure_ascii=False, indent=2))
         return
@@ -440,7 +457,9 @@ async def stories_list(region: str | None, since: datetime | None, limit: int) -
     from aggregator import stories
 
     found = await _with_connection(
-        _settings(), lambda c: stories.latest_stories(c, region=region, since=since, limit=limit)
+        _settings(),
+        lambda c: stories.latest_stories(c, region=region, since=since, limit=limit),
+        writes=False,
     )
     for s in found:
         articles = f"{s.article_count} article" + ("s" if s.article_count != 1 else "")
@@ -480,19 +499,23 @@ class _When(click.ParamType):  # type: ignore[type-arg]  # generic only in click
 
 
 async def _with_queues(
-    settings: Settings, action: Callable[[asyncpg.Connection, ArqRedis], Awaitable[T]]
+    settings: Settings,
+    action: Callable[[asyncpg.Connection, ArqRedis], Awaitable[T]],
+    *,
+    writes: bool = True,
 ) -> T:
     from aggregator import queue
 
-    async with services(settings) as urls:
-        await db.migrate(urls.database_url)
-        conn = await asyncpg.connect(urls.database_url)
-        redis = await queue.connect(urls.redis_url)
-        try:
-            return await action(conn, redis)
-        finally:
-            await redis.aclose()
-            await conn.close()
+    async with (
+        services(settings) as urls,
+        _database(urls.database_url, writes=writes) as conn,
+    ):
+        with naming("Redis", urls.redis_url):
+            redis = await queue.connect(urls.redis_url)
+            try:
+                return await action(conn, redis)
+            finally:
+                await redis.aclose()
 
 
 @main.group(name="subscribers")
@@ -538,7 +561,7 @@ async def subscribers_list() -> None:
     """List subscribers with their filter, queued jobs and dead letters."""
     from aggregator import subscribers
 
-    rows = await _with_queues(_settings(), subscribers.status)
+    rows = await _with_queues(_settings(), subscribers.status, writes=False)
     for row in rows:
         s = row.subscriber
         click.echo(f"{s.name:<24} queued {row.queued:>6}  dead {row.dead:>5}  {s.describe()}")
@@ -622,17 +645,15 @@ async def tail(region: str | None, lines: int) -> None:
         where = f" in {region}" if region else ""
         click.echo(f"following new articles{where} (Ctrl-C to stop)", err=True)
 
-    async with services(_settings()) as urls:
-        await db.migrate(urls.database_url)
-        conn = await asyncpg.connect(urls.database_url)
-        try:
-            async for a in outbox.follow(conn, stop, region=region, backlog=lines, on_ready=ready):
-                click.echo(
-                    f"{a.published_at:%Y-%m-%d %H:%M}  {a.region or '-'}/{a.language or '-'}  "
-                    f"{a.title}  {a.canonical_url or ''}"
-                )
-        finally:
-            await conn.close()
+    async with (
+        services(_settings(), redis=False) as urls,
+        _database(urls.database_url, writes=False) as conn,
+    ):
+        async for a in outbox.follow(conn, stop, region=region, backlog=lines, on_ready=ready):
+            click.echo(
+                f"{a.published_at:%Y-%m-%d %H:%M}  {a.region or '-'}/{a.language or '-'}  "
+                f"{a.title}  {a.canonical_url or ''}"
+            )
 
 
 if __name__ == "__main__":

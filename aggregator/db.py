@@ -1,4 +1,7 @@
-"""Postgres connections: one asyncpg pool per process, with the schema current."""
+"""Postgres connections: one asyncpg pool per process, with the schema current.
+
+Commands that write migrate first; commands that only read never do (the read-only
+role may not) and refuse a schema older than this version instead."""
 
 from __future__ import annotations
 
@@ -19,3 +22,15 @@ async def migrate(dsn: str) -> list[migrations.Migration]:
         return await migrations.migrate(conn)
     finally:
         await conn.close()
+
+
+async def connect_current(dsn: str) -> asyncpg.Connection:
+    """A connection for a command that only reads: no migration, and the schema must be
+    current (``SchemaBehindError`` says which migrations are missing)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrations.require_current(conn)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn

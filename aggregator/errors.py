@@ -28,8 +28,21 @@ class FeedNotFoundError(AggregatorError, LookupError):
     """No feed with that id or URL is registered."""
 
 
-class ServiceUnavailableError(AggregatorError):
-    """PostgreSQL or Redis did not answer; the message names which, and where."""
+class ServiceError(AggregatorError):
+    """PostgreSQL or Redis failed a request; the message names which, where, and what
+    happened."""
+
+
+class ServiceUnavailableError(ServiceError):
+    """PostgreSQL or Redis did not answer (refused, timed out, restarting): worth waiting for."""
+
+
+class ServiceRefusedError(ServiceError):
+    """PostgreSQL or Redis answered and refused: the login, the database, or a permission."""
+
+
+class SchemaBehindError(AggregatorError):
+    """The database lacks migrations this version needs, and the command may not apply them."""
 
 
 class FeedError(AggregatorError):

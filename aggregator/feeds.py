@@ -117,6 +117,25 @@ async def get(conn: asyncpg.Connection | asyncpg.Pool, feed_id: int) -> Feed | N
     return Feed.from_row(row) if row else None
 
 
+@dataclass(frozen=True, slots=True)
+class FeedSummary:
+    """A feed as `aggregator feeds list` shows it, from columns the read-only role reads."""
+
+    id: int
+    url: str
+    region: str | None
+    language: str | None
+    disabled: bool
+    last_error_kind: str | None
+    last_error: str | None
+
+
+async def summaries(conn: asyncpg.Connection) -> list[FeedSummary]:
+    columns = ", ".join(FeedSummary.__slots__)
+    rows = await conn.fetch(f"SELECT {columns} FROM feeds ORDER BY id")
+    return [FeedSummary(**dict(r)) for r in rows]
+
+
 async def list_all(conn: asyncpg.Connection) -> list[Feed]:
     rows = await conn.fetch(f"SELECT {_COLUMNS} FROM feeds ORDER BY id")
     return [Feed.from_row(r) for r in rows]

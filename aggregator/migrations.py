@@ -1,21 +1,38 @@
 """Schema migrations: numbered plain ``.sql`` files applied in order.
 
-Each file runs in its own transaction and is recorded in ``schema_migrations``;
-an advisory lock keeps two daemons starting at once from racing. Applying
-twice is a no-op.
+Each file runs in its own transaction and is recorded in ``schema_migrations``.
+That transaction first takes the ``migrations`` row lock (aggregator.locks) and
+checks the file is still pending, so two daemons starting at once apply each file
+once, in order. Applying twice is a no-op.
+
+A migration's DDL waits at most ``LOCK_TIMEOUT`` for its table locks, then rolls
+back and tries again later: an ALTER TABLE queued behind a reader's long SELECT
+would otherwise hold up every insert into that table until the SELECT ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import re
 from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
 
+from aggregator import locks
+from aggregator.errors import AggregatorError, SchemaBehindError
+
+log = logging.getLogger("aggregator.migrations")
+
 _FILE_NAME = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
-# Any constant works; it only has to be the same for every process.
-_LOCK_ID = 0x6167_6772  # "aggr"
+
+# How long one attempt's statements may wait for a lock (while one waits, the queries
+# queued behind it wait too), and how long to keep trying before giving up.
+LOCK_TIMEOUT = 0.5
+PATIENCE = 600.0
+_RETRY_MAX_DELAY = 8.0
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -26,11 +43,19 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
+class MigrationLockError(AggregatorError):
+    """A migration could not take its table locks: other sessions kept them too long."""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:03d}_{self.name}"
 
 
 def available() -> list[Migration]:
@@ -60,21 +85,73 @@ async def pending(conn: asyncpg.Connection) -> list[Migration]:
     return [m for m in available() if m.version not in done]
 
 
-async def migrate(conn: asyncpg.Connection) -> list[Migration]:
-    """Apply every pending migration; return the ones applied now."""
-    applied: list[Migration] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
-    try:
-        await conn.execute(_CREATE_TABLE)
-        for migration in await pending(conn):
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
+async def require_current(conn: asyncpg.Connection) -> None:
+    """Raise ``SchemaBehindError`` unless every migration this version ships is applied.
+
+    For commands that only read: they never migrate (the read-only role may not)."""
+    waiting = await pending(conn)
+    if waiting:
+        done = await applied_versions(conn)
+        raise SchemaBehindError(
+            f"the database schema is at version {max(done, default=0):03d}, this aggregator "
+            f"needs {available()[-1].version:03d} ({', '.join(m.label for m in waiting)} not "
+            "applied): run `aggregator migrate` as the role that owns the schema"
+        )
+
+
+async def migrate(
+    conn: asyncpg.Connection, *, lock_timeout: float = LOCK_TIMEOUT, patience: float = PATIENCE
+) -> list[Migration]:
+    """Apply every pending migration; return the ones applied now (not by another process)."""
+    await locks.ensure(conn)
+    if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
+        async with conn.transaction():
+            await locks.hold(conn, locks.MIGRATIONS)
+            await conn.execute(_CREATE_TABLE)
+    applied = []
+    for migration in await pending(conn):
+        if await apply(conn, migration, lock_timeout=lock_timeout, patience=patience):
             applied.append(migration)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
     return applied
+
+
+async def apply(
+    conn: asyncpg.Connection,
+    migration: Migration,
+    *,
+    lock_timeout: float = LOCK_TIMEOUT,
+    patience: float = PATIENCE,
+) -> bool:
+    """Apply one migration unless another process has; False if it had."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    delay = lock_timeout
+    while True:
+        try:
+            async with conn.transaction():
+                await locks.hold(conn, locks.MIGRATIONS)
+                if await conn.fetchval(_APPLIED, migration.version):
+                    return False
+                await conn.execute(
+                    "SELECT set_config('lock_timeout', $1, true)", f"{lock_timeout * 1000:.0f}ms"
+                )
+                await conn.execute(migration.sql)
+                await conn.execute(_RECORD, migration.version, migration.name)
+            return True
+        except asyncpg.LockNotAvailableError:
+            if loop.time() + delay > deadline:
+                raise MigrationLockError(
+                    f"migration {migration.label} could not lock the tables it changes for "
+                    f"{patience:.0f}s: other sessions held them (see pg_locks); try again"
+                ) from None
+            if delay == lock_timeout:  # once: the retries follow
+                log.warning(
+                    "migration %s waits for tables other sessions are using; retrying",
+                    migration.label,
+                )
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 (jitter)
+            delay = min(delay * 2, _RETRY_MAX_DELAY)
+
+
+_APPLIED = "SELECT EXISTS (SELECT FROM schema_migrations WHERE version = $1)"
+_RECORD = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)"

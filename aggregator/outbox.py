@@ -2,15 +2,16 @@
 
 ``record_arrivals`` runs inside ``store_batch``'s transaction: one outbox row per
 new article, and one NOTIFY on ``aggregator_new_article`` per article (Postgres
-delivers it on commit). The rows are inserted under a transaction-scoped advisory
-lock, so outbox ids are handed out and committed in the same order: ``outbox.id``
-increases in commit order, and a reader that has seen id N has seen every id below.
+delivers it on commit). The rows are inserted under a lock held to commit (a row
+lock, see aggregator.locks), so outbox ids are handed out and committed in the same
+order: ``outbox.id`` increases in commit order, and a reader that has seen id N has
+seen every id below.
 
 ``relay_once`` takes the oldest pending rows, queues one ``new_article`` job per
 matching subscriber with a deterministic job id, and marks the rows sent in the
 transaction that read them, after the jobs are queued. A crash in between leaves
 the rows pending; the next pass queues them again and arq refuses the duplicate
-ids. One relay runs at a time (another advisory lock), so every subscriber's queue
+ids. One relay runs at a time (another lock), so every subscriber's queue
 receives its articles in commit order.
 
 ``follow`` is the SQL side: it pages through arrivals by cursor, woken by NOTIFY
@@ -29,16 +30,13 @@ from datetime import datetime
 import asyncpg
 from arq.connections import ArqRedis
 
-from aggregator import logs, subscribers
+from aggregator import locks, logs, subscribers
 from aggregator.runtime import SERVICE_ERRORS
 
 log = logging.getLogger("aggregator.outbox")
 
 CHANNEL = "aggregator_new_article"
 RELAY_BATCH = 500
-# Advisory lock keys (any constants, the same in every process).
-_ARRIVALS_LOCK = 0x6167_6F75  # "agou": held from outbox insert to commit
-_RELAY_LOCK = 0x6167_7265  # "agre": one relay pass at a time
 
 _INSERT_ARRIVALS = """
 WITH arrived AS (
@@ -56,8 +54,19 @@ async def record_arrivals(conn: asyncpg.Connection, article_ids: Sequence[int]) 
     this last keeps that wait short."""
     if not article_ids:
         return
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _ARRIVALS_LOCK)
+    await _lock_arrivals(conn)
     await conn.fetchval(_INSERT_ARRIVALS, sorted(article_ids))
+
+
+async def _lock_arrivals(conn: asyncpg.Connection) -> None:
+    """Wait for earlier arrivals to commit; hold until this transaction commits, so the
+    outbox ids it takes commit after every smaller one."""
+    await locks.hold(conn, locks.ARRIVALS)
+
+
+async def _try_lock_relay(conn: asyncpg.Connection) -> bool:
+    """The relay pass, until this transaction ends, unless another relay has it."""
+    return await locks.try_hold(conn, locks.RELAY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +97,7 @@ async def relay_once(
 ) -> RelayPass | None:
     """Relay up to ``batch`` pending rows; None if another relay is running a pass."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
+        if not await _try_lock_relay(conn):
             return None
         rows = await conn.fetch(_PENDING, batch)
         if not rows:

@@ -8,10 +8,12 @@ fetching while feeds are parsed.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import logging
 import multiprocessing
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -25,7 +27,13 @@ from arq.connections import ArqRedis
 
 from aggregator import db, queue
 from aggregator.dedupe import SeenCache
-from aggregator.errors import ConfigError, ServiceUnavailableError
+from aggregator.errors import (
+    AggregatorError,
+    ConfigError,
+    ServiceError,
+    ServiceRefusedError,
+    ServiceUnavailableError,
+)
 from aggregator.fetch import Fetcher
 from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
 from aggregator.politeness import HostLimiter
@@ -104,14 +112,70 @@ def parse_executor(settings: Settings) -> Executor:
 
 
 @contextmanager
-def _naming(service: str, url: str) -> Iterator[None]:
-    """A connection failure becomes one line that names the service and where it is
-    (never its password): "cannot reach PostgreSQL at 127.0.0.1:5432/news: ..."."""
+def naming(service: str, url: str | None) -> Iterator[None]:
+    """A failure talking to ``service`` becomes one line that names it, where it is (never
+    its password) and what happened: "cannot reach PostgreSQL at 127.0.0.1:5432/news:
+    connection refused", "permission denied by PostgreSQL at ...". Only that service's
+    own errors are caught, so nested blocks (PostgreSQL, then Redis) name the right one."""
+    caught = _POSTGRES_ERRORS if service == "PostgreSQL" else _REDIS_ERRORS
     try:
         yield
-    except SERVICE_ERRORS as exc:
-        reason = str(exc) or type(exc).__name__
-        raise ServiceUnavailableError(f"cannot reach {service} at {where(url)}: {reason}") from exc
+    except AggregatorError:
+        raise  # already says what happened (an inner block named its service)
+    except caught as exc:
+        raise service_error(service, url, exc) from exc
+
+
+_POSTGRES_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_REDIS_ERRORS = (OSError, redis.exceptions.RedisError)
+
+
+def service_error(service: str, url: str | None, exc: BaseException) -> ServiceError:
+    """The one-line error for ``exc``, raised talking to ``service`` at ``url``."""
+    at = f"{service} at {where(url)}" if url else service
+    detail = " ".join((str(exc) or type(exc).__name__).split())
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError | redis.exceptions.NoPermissionError):
+        user = urlsplit(url).username if url else None
+        return ServiceRefusedError(
+            f"permission denied by {at}" + (f" to role {user}" if user else "") + f": {detail}"
+        )
+    if isinstance(
+        exc,
+        asyncpg.InvalidAuthorizationSpecificationError  # bad password, unknown role, pg_hba
+        | redis.exceptions.AuthenticationError
+        | redis.exceptions.AuthenticationWrongNumberOfArgsError,
+    ):
+        return ServiceRefusedError(f"{at} refused the login: {detail}")
+    if isinstance(exc, asyncpg.InvalidCatalogNameError) or (
+        isinstance(exc, redis.exceptions.ResponseError) and "DB index" in detail
+    ):
+        return ServiceRefusedError(f"{at} has no such database: {detail}")
+    if isinstance(exc, TimeoutError | redis.exceptions.TimeoutError):
+        return ServiceUnavailableError(f"cannot reach {at}: no answer (timed out)")
+    if _refused(exc):
+        return ServiceUnavailableError(f"cannot reach {at}: connection refused (is it running?)")
+    if isinstance(exc, socket.gaierror) or isinstance(exc.__cause__, socket.gaierror):
+        return ServiceUnavailableError(f"cannot reach {at}: unknown host ({detail})")
+    if isinstance(exc, SERVICE_ERRORS):
+        return ServiceUnavailableError(f"cannot reach {at}: {detail}")
+    if isinstance(exc, asyncpg.TooManyConnectionsError):
+        return ServiceUnavailableError(f"{at} has no free connection: {detail}")
+    return ServiceError(f"{at} failed: {type(exc).__name__}: {detail}")
+
+
+def _refused(exc: BaseException) -> bool:
+    """Connection refused, however wrapped (asyncio joins one error per address tried)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or getattr(seen, "errno", None) in (
+            errno.ECONNREFUSED,
+        ):
+            return True
+        text = str(seen)
+        if "Connection refused" in text or f"[Errno {errno.ECONNREFUSED}]" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def where(url: str) -> str:
@@ -120,8 +184,8 @@ def where(url: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     if host:
         return host + parts.path
-    socket = ",".join(parse_qs(parts.query).get("host") or [])
-    return f"{socket} ({parts.path.lstrip('/')})" if socket else parts.path  # a unix socket
+    sockets = ",".join(parse_qs(parts.query).get("host") or [])
+    return f"{sockets} ({parts.path.lstrip('/')})" if sockets else parts.path  # a unix socket
 
 
 @asynccontextmanager
@@ -137,7 +201,7 @@ async def open_runtime(
     if not database_url or not redis_url:
         raise ConfigError("AGGREGATOR_DATABASE_URL and AGGREGATOR_REDIS_URL must be set")
     async with AsyncExitStack() as stack:
-        with _naming("PostgreSQL", database_url):
+        with naming("PostgreSQL", database_url):
             if migrate:
                 for migration in await db.migrate(database_url):
                     log.info("applied migration %03d_%s", migration.version, migration.name)
@@ -148,7 +212,7 @@ async def open_runtime(
                 max_size=settings.store_concurrency + poll_jobs(settings) + 2,
             )
         stack.push_async_callback(pool.close)
-        with _naming("Redis", redis_url):
+        with naming("Redis", redis_url):
             redis = await queue.connect(redis_url)
         stack.push_async_callback(redis.aclose)
         fetcher = await stack.enter_async_context(Fetcher(settings))

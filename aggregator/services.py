@@ -27,10 +27,12 @@ class ServiceURLs:
 
 @asynccontextmanager
 async def services(
-    settings: Settings, *, data_dir: Path | None = None
+    settings: Settings, *, data_dir: Path | None = None, redis: bool = True
 ) -> AsyncIterator[ServiceURLs]:
-    if settings.database_url and settings.redis_url:
-        yield ServiceURLs(settings.database_url, settings.redis_url)
+    """``redis=False``: the command needs only Postgres, so a set database URL is enough
+    (a read-only login usually has nothing else) and no embedded server starts."""
+    if settings.database_url and (settings.redis_url or not redis):
+        yield ServiceURLs(settings.database_url, settings.redis_url or "")
         return
     embedded = EmbeddedServices(data_dir or settings.data_dir)
     await asyncio.to_thread(embedded.start)

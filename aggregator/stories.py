@@ -41,8 +41,8 @@ time, and travels in the ``Article``; the prints of stored articles that come
 back as candidates are remembered per process, keyed by their text. The loop
 mostly compares sets.
 
-Store workers assign stories under one transaction-level advisory lock, taken
-after the CPU work and held to commit, so two workers storing copies of one
+Store workers assign stories under one lock (a row lock, see aggregator.locks),
+taken after the CPU work and held to commit, so two workers storing copies of one
 story at once cannot each start a story of their own.
 """
 
@@ -65,6 +65,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+
+from aggregator import locks
 
 if TYPE_CHECKING:
     # normalize imports this module (it computes each article's StoryPrint in the parse
@@ -102,8 +104,6 @@ MAX_DIFF_WORDS = 5_000
 BODY_BANDS, BODY_ROWS = 20, 3
 LEAD_BANDS, LEAD_ROWS = 10, 2
 _PERMUTATIONS = BODY_BANDS * BODY_ROWS + LEAD_BANDS * LEAD_ROWS
-
-_LOCK_ID = 0x73746F72  # "stor": one advisory lock for every store worker's assignment step
 
 # --- text normalization -----------------------------------------------------------------------
 
@@ -825,13 +825,20 @@ async def assign_stories(
     # Serialize assignment across workers until this transaction commits: a worker
     # then sees every copy another worker stored before it, and never starts a
     # second story for the same text. The CPU work above stays outside the lock.
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+    await _lock_assignment(conn)
     known = await _known_candidates(conn, pending, window)
     plan = plan_stories(pending, known, window=window)
     await _write(conn, plan, seen_at)
     for p in prints:  # the candidates of the articles to come
         remembered_prints.add(p)
     return plan.assigned
+
+
+async def _lock_assignment(conn: asyncpg.Connection) -> None:
+    """Wait until no other transaction is assigning stories; hold that until commit.
+
+    One lock for every store worker (the read-only role cannot take it)."""
+    await locks.hold(conn, locks.STORIES)
 
 
 async def _known_candidates(
