@@ -175,23 +175,24 @@ async def _tables(conn: asyncpg.Connection) -> list[tuple[str, str]]:
     return [(r["relname"], r["relkind"], r["first_column"]) for r in rows]  # type: ignore[misc]
 
 
-def _writes(tables: list[tuple[str, str, str]]) -> Iterator[str]:
+def _writes(tables: list[tuple[str, str, str]]) -> Iterator[tuple[str, str]]:
+    """(statement, kind of relation) for every write and every lock but ACCESS SHARE."""
     for table, kind, column in tables:
         if kind == "S":
-            yield f"SELECT nextval('{table}')"
-            yield f"SELECT setval('{table}', 1)"
+            yield f"SELECT nextval('{table}')", kind
+            yield f"SELECT setval('{table}', 1)", kind
             continue
-        yield f"INSERT INTO {table} DEFAULT VALUES"
-        yield f"UPDATE {table} SET {column} = {column}"
-        yield f"DELETE FROM {table}"
-        yield f"TRUNCATE {table} CASCADE"
+        yield f"INSERT INTO {table} DEFAULT VALUES", kind
+        yield f"UPDATE {table} SET {column} = {column}", kind
+        yield f"DELETE FROM {table}", kind
+        yield f"TRUNCATE {table} CASCADE", kind
         for strength in ("UPDATE", "NO KEY UPDATE", "SHARE", "KEY SHARE"):
-            yield f"SELECT 1 FROM {table} FOR {strength}"
+            yield f"SELECT 1 FROM {table} FOR {strength}", kind
         for mode in ("ROW SHARE", "ROW EXCLUSIVE", "SHARE", "EXCLUSIVE", "ACCESS EXCLUSIVE"):
-            yield f"LOCK TABLE {table} IN {mode} MODE"
-    yield "CREATE TABLE public.mine (x int)"
-    yield "CREATE VIEW public.mine AS SELECT 1"
-    yield "CREATE FUNCTION public.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+            yield f"LOCK TABLE {table} IN {mode} MODE", kind
+    yield "CREATE TABLE public.mine (x int)", "schema"
+    yield "CREATE VIEW public.mine AS SELECT 1", "schema"
+    yield "CREATE FUNCTION public.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'", "schema"
 
 
 async def test_every_write_and_row_lock_is_denied(
@@ -205,18 +206,20 @@ async def test_every_write_and_row_lock_is_denied(
     conn = await asyncpg.connect(reader.url)
     allowed = []
     try:
-        for statement in _writes(tables):
+        for statement, kind in _writes(tables):
             try:
                 async with conn.transaction():  # LOCK TABLE needs one
                     await conn.execute(statement)
             except asyncpg.InsufficientPrivilegeError:
                 continue
-            except asyncpg.PostgresError as exc:
-                # A view that is not updatable refuses writes before any privilege check.
-                if "story_overview" in statement and "view" in str(exc):
-                    continue
-                allowed.append(f"{statement}: {exc}")
-                continue
+            except (
+                asyncpg.ObjectNotInPrerequisiteStateError,  # not an updatable view
+                asyncpg.WrongObjectTypeError,  # TRUNCATE of a view
+                asyncpg.FeatureNotSupportedError,  # FOR UPDATE of an aggregate
+            ):
+                if kind == "v":
+                    continue  # a view refuses these before privileges are checked
+                raise
             allowed.append(statement)
     finally:
         await conn.close()
