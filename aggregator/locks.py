@@ -14,6 +14,7 @@ its rows (``ensure``) before anything else.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from aggregator.errors import AggregatorError
@@ -49,10 +50,9 @@ async def ensure(conn: asyncpg.Connection) -> None:
     import asyncpg
 
     if await conn.fetchval("SELECT to_regclass('ingest_locks') IS NULL"):
-        try:
+        # The loser of a race with another process's CREATE finds the table made.
+        with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
             await conn.execute(_CREATE)
-        except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
-            pass  # created by another process just now
     present = await conn.fetchval(
         "SELECT count(*) FROM ingest_locks WHERE name = ANY ($1::text[])", NAMES
     )

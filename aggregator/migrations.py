@@ -149,7 +149,7 @@ async def apply(
                     "migration %s waits for tables other sessions are using; retrying",
                     migration.label,
                 )
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 (jitter)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jitter
             delay = min(delay * 2, _RETRY_MAX_DELAY)
 
 
