@@ -9,6 +9,8 @@ import asyncio
 import os
 import random
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,8 @@ from aggregator import feeds, migrations, refold, textfold
 from aggregator.dedupe import content_hash
 from aggregator.normalize import Article
 from aggregator.store import StoreBatch, Validators, store_batch
-from tests import services
+from aggregator.settings import Settings
+from tests import processes, services
 from tests.groundtruth import SHARED_FIXTURES
 from tests.search_queries import ARTICLES, QUERIES
 
@@ -153,13 +156,16 @@ async def test_a_search_uses_the_gin_index(
 
 def test_the_migration_is_generated_from_textfold() -> None:
     sql = MIGRATION.read_text(encoding="utf-8")
-    for line in textfold.sql_letter_steps("folded"):
-        assert f"    {line}\n" in sql, line
-    assert textfold.sql_literal(textfold.SEARCH_MARKS) in sql
-    assert textfold.sql_literal(textfold.ARTICLE) in sql
-    # Every rule of the table is in the SQL, and nothing else is replaced.
-    replaced = re.findall(r"(?<!regexp_)replace\(folded, U&'([^']*)'", sql)
-    assert len(replaced) == len(textfold._SEARCH_TABLE)
+    body = textfold.sql_fold_body()
+    assert (
+        "CREATE FUNCTION article_search_fold(input text) RETURNS text\n"
+        "LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE\n"
+        f"AS $$\n{body}$$;"
+    ) in sql
+    # Every rule of the table is in it once, and nothing else is replaced.
+    replaced = re.findall(r"(?<!regexp_)replace\(folded, U&'([^']*)'", body)
+    assert len(replaced) == len(set(replaced)) == len(textfold._SEARCH_TABLE)
+    assert textfold.sql_literal(textfold.ARTICLE) in body
 
 
 def _corpus_texts() -> list[str]:
@@ -346,3 +352,27 @@ def test_story_fold_keeps_its_own_rules() -> None:
     assert stories.fold("ئ") != stories.fold("ی")
     assert stories.fold("الذهب") != stories.fold("ذهب")
     assert textfold.search_fold("ئ") == textfold.search_fold("ی")
+
+
+async def test_migrate_command_finishes_the_refold_with_progress(
+    upgrade_db: str, settings: Settings
+) -> None:
+    conn = await asyncpg.connect(upgrade_db)
+    try:
+        await _migrate_below(conn, 10)
+        await store(conn, _variants(2500), "https://labelled.example/old")
+        env = processes.service_env(settings) | {"AGGREGATOR_DATABASE_URL": upgrade_db}
+        result = subprocess.run(
+            [sys.executable, "-m", "aggregator", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "applied 010_search_fold" in result.stdout
+        assert "refolding the search index: through article 2000 of 2500" in result.stdout
+        assert "search index refolded: 2500 articles" in result.stdout
+        assert await conn.fetchval(_UNFOLDED) == 0
+    finally:
+        await conn.close()
