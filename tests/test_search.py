@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from aggregator import feeds, migrations, refold, textfold
 from aggregator.dedupe import content_hash
 from aggregator.normalize import Article
-from aggregator.store import StoreBatch, Validators, store_batch
 from aggregator.settings import Settings
+from aggregator.store import StoreBatch, Validators, store_batch
 from tests import processes, services
 from tests.groundtruth import SHARED_FIXTURES
 from tests.search_queries import ARTICLES, QUERIES
@@ -78,7 +78,7 @@ async def labelled(conn: asyncpg.Connection) -> dict[str, str]:
     """The labelled articles, stored by the store step; canonical_url -> key."""
     articles = [_article(key, *fields) for key, fields in ARTICLES.items()]
     await store(conn, articles, "https://labelled.example/rss")
-    return {a.canonical_url: key for key, a in zip(ARTICLES, articles, strict=True)}
+    return {f"https://labelled.example/{key}": key for key in ARTICLES}
 
 
 async def search(conn: asyncpg.Connection, urls: dict[str, str], query: str) -> set[str]:
@@ -200,8 +200,7 @@ async def test_sql_fold_is_the_python_fold_on_the_corpora(conn: asyncpg.Connecti
 # Letters, marks and digits of the scripts in play, and the separators between words.
 _ALPHABET = st.one_of(
     st.sampled_from(
-        "ابتثجحخدذرزسشصضطظعغفقكلمنهويءآأإؤئىةپچژگکیۀٱـًٌٍَُِّْٰٓٔ٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹٫٬"
-        "\u200c\u200d\u06d5ەل"
+        "ابتثجحخدذرزسشصضطظعغفقكلمنهويءآأإؤئىةپچژگکیۀٱـًٌٍَُِّْٰٓٔ٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹٫٬\u200c\u200d\u06d5ەل"
     ),
     st.sampled_from("aAiIıİşŞçÇğĞöÖüÜéÉàñßﬁＡ"),
     st.sampled_from(" -\"'.,:!?()0123456789\n"),
@@ -241,7 +240,7 @@ def test_the_search_fold_is_idempotent(text: str) -> None:
 @pytest.fixture
 async def upgrade_db(database_url: str) -> AsyncIterator[str]:
     """A database of its own, migrated up to 009 (the schema before search folding)."""
-    server = database_url.rsplit("/", 1)[0] + "/postgres"
+    server = services.with_database(database_url, "postgres")
     name = f"aggregator_search_upgrade_{os.getpid()}"
     url = await services.create_database(server, name)
     try:
@@ -375,4 +374,20 @@ async def test_migrate_command_finishes_the_refold_with_progress(
         assert "search index refolded: 2500 articles" in result.stdout
         assert await conn.fetchval(_UNFOLDED) == 0
     finally:
+        await conn.close()
+
+
+async def test_the_daemon_refolds_in_the_background(upgrade_db: str) -> None:
+    conn = await asyncpg.connect(upgrade_db)
+    pool = await asyncpg.create_pool(upgrade_db, min_size=1, max_size=2)
+    try:
+        await _migrate_below(conn, 10)
+        await store(conn, _variants(50), "https://labelled.example/old")
+        await migrations.migrate(conn)
+        assert await conn.fetchval(_UNFOLDED) > 0
+        await refold.run_in_background(pool)
+        assert await conn.fetchval(_UNFOLDED) == 0
+        assert await conn.fetchval("SELECT done_through = last_id FROM search_refold")
+    finally:
+        await pool.close()
         await conn.close()
