@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-DEFAULT_BATCH = 2000
+DEFAULT_BATCH = 1000  # 1.5 ms a row: a batch holds its rows 1.5 s (2 s on a loaded 2-core machine)
 
 _PROGRESS = "SELECT done_through, last_id FROM search_refold FOR UPDATE"
 
