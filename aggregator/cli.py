@@ -21,7 +21,7 @@ import click
 import redis.exceptions
 from arq.connections import ArqRedis
 
-from aggregator import daemon, db, discover, feeds, logs, web
+from aggregator import daemon, db, discover, feeds, logs, refold, web
 from aggregator.errors import AggregatorError, ConfigError, FetchError
 from aggregator.fetch import Fetcher
 from aggregator.normalize import FeedContext, articles_from_document
@@ -245,10 +245,21 @@ async def migrate() -> None:
     async with services(_settings(), redis=False) as urls:
         with naming("PostgreSQL", urls.database_url):
             applied = await db.migrate(urls.database_url)
-    for m in applied:
-        click.echo(f"applied {m.version:03d}_{m.name}")
-    if not applied:
-        click.echo("schema is up to date")
+            for m in applied:
+                click.echo(f"applied {m.version:03d}_{m.name}")
+            if not applied:
+                click.echo("schema is up to date")
+            pool = await asyncpg.create_pool(urls.database_url, min_size=1, max_size=1)
+            try:
+                refolded = await refold.refold(pool, progress=_report_refold)
+            finally:
+                await pool.close()
+    if refolded:
+        click.echo(f"search index refolded: {refolded} articles")
+
+
+def _report_refold(step: refold.Progress) -> None:
+    click.echo(f"refolding the search index: through article {step.done_through} of {step.last_id}")
 
 
 @main.group(name="feeds")

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from arq.worker import Worker
 
-from aggregator import logs, outbox, queue, retention, schedule
+from aggregator import logs, outbox, queue, refold, retention, schedule
 from aggregator.errors import ServiceUnavailableError
 from aggregator.runtime import SERVICE_ERRORS, Runtime, open_runtime
 from aggregator.settings import Settings
@@ -150,6 +150,7 @@ async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
         if rt.settings.retention_days
         else None
     )
+    refolding = asyncio.create_task(refold.run_in_background(rt.pool))
     log.info("daemon started: polling due feeds every %.1fs", rt.settings.scheduler_tick)
     outage = logs.Outage(log, "scheduler pass")
     try:
@@ -170,6 +171,8 @@ async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
         # Safe mid-pass: unsent rows are relayed at the next start, duplicates refused.
         relay.cancel()
         await asyncio.gather(relay, return_exceptions=True)
+        refolding.cancel()
+        await asyncio.gather(refolding, return_exceptions=True)
         if pruning is not None:
             pruning.cancel()
             await asyncio.gather(pruning, return_exceptions=True)

@@ -66,7 +66,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from aggregator import locks
+from aggregator import locks, textfold
 
 if TYPE_CHECKING:
     # normalize imports this module (it computes each article's StoryPrint in the parse
@@ -107,24 +107,9 @@ _PERMUTATIONS = BODY_BANDS * BODY_ROWS + LEAD_BANDS * LEAD_ROWS
 
 # --- text normalization -----------------------------------------------------------------------
 
-_FOLD = str.maketrans(
-    {
-        "\u064a": "\u06cc",  # Arabic yeh -> Persian yeh
-        "\u0649": "\u06cc",  # alef maksura
-        "\u0643": "\u06a9",  # Arabic kaf -> keheh
-        "\u0629": "\u0647",  # teh marbuta -> heh
-        "\u06c0": "\u0647",  # heh with yeh above
-        "\u0640": None,  # tatweel
-        "\u200c": " ",  # ZWNJ: typed as a space (or nothing) by many outlets
-        "\u066b": ".",  # Arabic decimal separator
-        "\u066c": ",",  # Arabic thousands separator
-        "\u0131": "i",  # Turkish dotless i; with İ and I below, every i is one letter
-        "\u0130": "i",
-        "I": "i",
-        **{chr(0x0660 + d): str(d) for d in range(10)},  # Arabic-Indic digits
-        **{chr(0x06F0 + d): str(d) for d in range(10)},  # Persian digits
-    }
-)
+# The letter rules shared with search live in textfold; the story fold adds NFKC, case
+# folding and drops every nonspacing mark and format character (see ``fold``).
+_FOLD = str.maketrans(textfold.LETTERS)
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
 # "AMMAN, Jordan, Sept. 11 (CWS) — ", "الرياض (الشرق) — ", "LONDON - ": where, when and
 # which agency, which outlets add, drop or rewrite independently of the story.
