@@ -16,7 +16,8 @@ A handler that raises is retried with backoff; after ``tries`` failures the
 delivery goes to the subscriber's dead-letter list, which ``aggregator
 subscribers list`` shows and ``aggregator subscribers replay NAME
 --dead-letters`` retries. With ``concurrency=1`` (the default) articles are
-handled one at a time in the order they were committed.
+handled one at a time in the order they were committed, except after a failure:
+a retried (or replayed) article comes after the ones committed later.
 """
 
 from __future__ import annotations

@@ -549,5 +549,5 @@ async def test_stream_subscriber_replay_dead_letters_kind_change_and_remove(
 
 def test_readme_shows_the_plain_consumer_file_verbatim() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    body = EXAMPLE.read_text(encoding="utf-8").split('"""\n', 2)[2].strip()
+    body = EXAMPLE.read_text(encoding="utf-8").split('"""\n', 1)[1].strip()
     assert body in readme, "paste examples/plain_arq_consumer.py (after its docstring) in README"
