@@ -262,7 +262,7 @@ async def settle(
     *,
     since_ms: int,
     timeout: float,
-    quiet: float = 3.0,
+    quiet: float = 2.0,
 ) -> Settled:
     """For ``run --once``: wait for the outcome of every delivery queued since
     ``since_ms``, until each is known, or nothing changed for ``quiet`` seconds (no

@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from packaging.requirements import Requirement
@@ -405,8 +406,14 @@ def redis_cli(settings: Settings, *args: str) -> list[str]:
     if client is None:
         pytest.skip("redis-cli is not installed")
     assert settings.redis_url
+    url = urlsplit(settings.redis_url)
+    if url.scheme == "unix":  # the embedded Redis
+        db = parse_qs(url.query).get("db", ["0"])[0]
+        where = ["-s", url.path, "-n", db]
+    else:
+        where = ["-u", settings.redis_url]
     found = subprocess.run(
-        [client, "-u", settings.redis_url, "--raw", *args],
+        [client, *where, "--raw", *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -468,7 +475,9 @@ async def test_redis_cli_reads_the_stream_in_a_group_and_claims_back_a_dead_cons
     (listed,) = await json_cli(settings, "subscribers", "list", "--json")
     assert listed["kind"] == "stream" and listed["key"] == key
     assert listed["queued"] == len(expected) and listed["dead_letters"] == 0
-    assert listed["groups"] == [{"name": "readers", "pending": 0, "lag": 0}]
+    (group,) = listed["groups"]
+    assert (group["name"], group["pending"]) == ("readers", 0)
+    assert group["lag"] in (0, None)  # Redis 7 reports the lag; 6.2 (embedded) does not
 
 
 async def test_stream_relay_adds_each_article_once_across_a_crash_before_marking_sent(
