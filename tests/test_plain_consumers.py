@@ -560,3 +560,68 @@ def test_readme_shows_the_plain_consumer_file_verbatim() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     body = EXAMPLE.read_text(encoding="utf-8").split('"""\n', 1)[1].strip()
     assert body in readme, "paste examples/plain_arq_consumer.py (after its docstring) in README"
+
+
+async def test_node_consumer_with_no_package_claims_back_and_reads_the_stream(
+    runtime: Runtime, settings: Settings, feed_server: FeedServer
+) -> None:
+    """examples/stream_consumer.mjs, a consumer in another language, as a process."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    name = "wire-js"
+    await add_subscriber(runtime, name, kind="stream", languages=["fa", "ar"])
+    await register_samples(runtime, feed_server)
+    await ingest(runtime)
+    expected = await ids_where(runtime, "a.language IN ('fa', 'ar')")
+    assert len(expected) > 1
+    key = streams.stream_key(name)
+    redis_cli(settings, "XGROUP", "CREATE", key, "node", "0")
+    # Another consumer of the group reads the first entry and dies before XACK.
+    (first,) = entries(
+        redis_cli(
+            settings, "XREADGROUP", "GROUP", "node", "dead", "COUNT", "1", "STREAMS", key, ">"
+        )
+    )
+    await asyncio.sleep(0.3)
+    assert settings.redis_url
+    env = {
+        "PATH": os.environ["PATH"],
+        "REDIS_URL": settings.redis_url,
+        "STREAM": key,
+        "GROUP": "node",
+        "CLAIM_IDLE_MS": "200",
+    }
+    consumer_process = await asyncio.create_subprocess_exec(
+        node,
+        str(ROOT / "examples" / "stream_consumer.mjs"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert consumer_process.stdout is not None
+        printed = []
+        while len(printed) < len(expected):
+            line = await asyncio.wait_for(consumer_process.stdout.readline(), 30)
+            assert line, "the node consumer exited"
+            printed.append(int(line.split()[0]))
+
+        async def all_acknowledged() -> bool:
+            return redis_cli(settings, "XPENDING", key, "node")[0] == "0"
+
+        await eventually(all_acknowledged, "the node consumer to acknowledge every entry")
+    finally:
+        if consumer_process.returncode is None:
+            consumer_process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(consumer_process.communicate(), 30)
+    # The claimed-back entry first (it was committed first), then the rest, once each.
+    assert first[1] == expected[0]
+    assert printed == expected
+
+
+def test_readme_shows_the_node_consumers_loop_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    source = (ROOT / "examples" / "stream_consumer.mjs").read_text(encoding="utf-8")
+    loop = source[source.index('let cursor = "0-0";') :]
+    assert f"```js\n{loop}```" in readme, "paste the loop of examples/stream_consumer.mjs"
