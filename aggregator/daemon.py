@@ -214,6 +214,8 @@ async def run_once(
         settled = await deliveries.settle(
             rt.pool, rt.redis, since_ms=started_ms, timeout=min(timeout, SETTLE_SECONDS)
         )
+        # ... and a look at older ones (a replay's, or queued while no daemon ran).
+        await deliveries.watch_once(rt.redis, await deliveries.arq_subscribers(rt.pool))
     finally:
         if watcher is not None:
             watcher.cancel()

@@ -43,5 +43,6 @@ class WorkerSettings:
     redis_settings = RedisSettings.from_dsn(os.environ.get("REDIS_URL", "redis://localhost:6379"))
     job_deserializer = json.loads  # payloads are JSON; arq's default (pickle) fails every job
     max_jobs = 1  # one article at a time: commit order
+    poll_delay = 0.05  # with max_jobs=1 arq starts one job per poll: 20 a second, not 2
     # keep_result stays at its default (1 h): the daemon reads each job's result to
     # dead-letter the failures, and a job without a result counts as lost.
