@@ -210,7 +210,19 @@ async def due(redis: ArqRedis, subscriber: str, *, limit: int = CHECK_BATCH) -> 
     """The deliveries that are due for a look now, oldest first."""
     now_ms = int(time.time() * 1000)
     members = await redis.zrangebyscore(watch_key(subscriber), "-inf", now_ms, start=0, num=limit)
-    return [Watched.parse(m) for m in members]
+    return await _parse_members(redis, subscriber, members)
+
+
+async def _parse_members(redis: ArqRedis, subscriber: str, members: list[bytes]) -> list[Watched]:
+    """The members as deliveries; one that is not ours (written by hand) is dropped, logged."""
+    found = []
+    for member in members:
+        try:
+            found.append(Watched.parse(member))
+        except ValueError:
+            log.warning("%s: dropping a watch entry that is not a delivery: %r", subscriber, member)
+            await redis.zrem(watch_key(subscriber), member)
+    return found
 
 
 async def watch_once(redis: ArqRedis, names: Iterable[str], *, max_batches: int = 50) -> Checked:
@@ -272,7 +284,7 @@ async def settle(
     waiting: dict[str, list[Watched]] = {}
     for name in await arq_subscribers(pool):
         members = await redis.zrange(watch_key(name), 0, -1)
-        mine = [w for w in map(Watched.parse, members) if w.queued_ms >= since_ms]
+        mine = [w for w in await _parse_members(redis, name, members) if w.queued_ms >= since_ms]
         if mine:
             waiting[name] = mine
     total = Checked()

@@ -381,9 +381,11 @@ async def test_a_hostile_pickled_result_runs_nothing_and_is_a_dead_letter(
             pipe.zrem(consumer.queue_name(name), job_id)
             pipe.set(f"arq:result:{job_id}", result)
             await pipe.execute()
+    await runtime.redis.zadd(deliveries.watch_key(name), {"not a delivery": 0})
     await asyncio.sleep(deliveries.MIN_RECHECK + 0.1)
     done = await deliveries.watch_once(runtime.redis, [name])
     assert not marker.exists()
+    assert await runtime.redis.zcard(deliveries.watch_key(name)) == 0
     assert (done.delivered, done.dead) == (1, 2)
     _, dead = await subscribers.dead_letters(runtime.redis, name)
     assert [d.error for d in dead] == [
