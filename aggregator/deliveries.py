@@ -57,6 +57,7 @@ CHECK_BATCH = 100
 # that is down) at most every MAX_RECHECK seconds: age / 10 in between.
 MIN_RECHECK = 0.5
 MAX_RECHECK = 10.0
+NAMES_REFRESH = 5.0
 
 # KEYS: watch set, dead letters. ARGV: member, entry, limit. 1 if this call moved it.
 _DEAD_LETTER = """
@@ -247,11 +248,18 @@ async def arq_subscribers(pool: asyncpg.Pool | asyncpg.Connection) -> list[str]:
 async def watch_forever(
     pool: asyncpg.Pool, redis: ArqRedis, stop: asyncio.Event, *, interval: float = 0.5
 ) -> None:
-    """The daemon's watcher: a pass every ``interval`` seconds until ``stop``."""
+    """The daemon's watcher: a pass every ``interval`` seconds until ``stop``. The list of
+    subscribers is read again every ``NAMES_REFRESH`` seconds: a new one's deliveries
+    wait that long at most, and the pool is not asked for a connection twice a second."""
     outage = logs.Outage(log, "delivery watcher")
+    names: list[str] = []
+    names_at = -NAMES_REFRESH
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
         try:
-            await watch_once(redis, await arq_subscribers(pool))
+            if loop.time() - names_at >= NAMES_REFRESH:
+                names, names_at = await arq_subscribers(pool), loop.time()
+            await watch_once(redis, names)
             outage.succeeded()
         except (*SERVICE_ERRORS, asyncpg.PostgresError) as exc:
             outage.failed(exc, "deliveries stay watched, retrying")
