@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, ParamSpec, TypeVar
+from typing import Any, ClassVar, Literal, ParamSpec, TypeVar
 
 import asyncpg
 import click
@@ -161,6 +161,13 @@ def _print_summary(summary: daemon.OnceSummary) -> None:
     )
     for url, error in summary.failures:
         click.echo(f"  failed: {url}: {error}")
+    sent = summary.sent
+    if sent.delivered or sent.dead or sent.waiting:
+        click.echo(
+            f"subscriber deliveries taken: {sent.delivered}, dead-lettered: {sent.dead}, "
+            f"still with their consumers: {sent.waiting}"
+            + (" (see `aggregator subscribers list`)" if sent.dead else "")
+        )
 
 
 @main.command()
@@ -532,7 +539,8 @@ async def _with_queues(
 @main.group(name="subscribers")
 def subscribers_group() -> None:
     """Add, list, remove and replay subscribers: each reads the arq queue
-    aggregator:subscriber:NAME, one new_article job per new article that matches."""
+    aggregator:subscriber:NAME, one new_article job per new article that matches,
+    or with --stream the Redis stream aggregator:stream:NAME."""
 
 
 @subscribers_group.command(name="add")
@@ -543,6 +551,13 @@ def subscribers_group() -> None:
     "--feed", "feed_refs", multiple=True, help="Only articles a feed carried, by id or URL."
 )
 @click.option("--query", help='Only articles matching a full-text search, e.g. "oil -gold".')
+@click.option(
+    "--stream",
+    "kind",
+    flag_value="stream",
+    default=None,
+    help="Deliver to the Redis stream aggregator:stream:NAME (for any language), not arq.",
+)
 @command
 async def subscribers_add(
     name: str,
@@ -550,32 +565,46 @@ async def subscribers_add(
     languages: tuple[str, ...],
     feed_refs: tuple[str, ...],
     query: str | None,
+    kind: Literal["stream"] | None,
 ) -> None:
     """Add a subscriber (or replace its filter); it receives articles stored from now on."""
-    from aggregator import consumer, subscribers
+    from aggregator import subscribers
 
     subscriber, created = await _with_connection(
         _settings(),
         lambda c: subscribers.add(
-            c, name, regions=regions, languages=languages, feeds=feed_refs, query=query
+            c, name, regions=regions, languages=languages, feeds=feed_refs, query=query, kind=kind
         ),
     )
+    where = "stream" if subscriber.kind == "stream" else "queue"
     click.echo(
         f"{'added' if created else 'updated'} subscriber {subscriber.name}: "
-        f"{subscriber.describe()}; queue {consumer.queue_name(subscriber.name)}"
+        f"{subscriber.describe()}; {where} {subscriber.key}"
     )
 
 
 @subscribers_group.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array for scripts.")
 @command
-async def subscribers_list() -> None:
-    """List subscribers with their filter, queued jobs and dead letters."""
+async def subscribers_list(as_json: bool) -> None:
+    """List subscribers with their filter, queued deliveries and dead letters (with the
+    latest reasons)."""
+    import json
+
     from aggregator import subscribers
 
     rows = await _with_queues(_settings(), subscribers.status, writes=False)
+    if as_json:
+        click.echo(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=2))
+        return
     for row in rows:
         s = row.subscriber
-        click.echo(f"{s.name:<24} queued {row.queued:>6}  dead {row.dead:>5}  {s.describe()}")
+        click.echo(
+            f"{s.name:<24} {s.kind:<6} queued {row.queued:>6}  dead {row.dead:>5}  {s.describe()}"
+        )
+        for group in row.groups:
+            lag = "" if group.lag is None else f", {group.lag} not read yet"
+            click.echo(f"    group {group.name}: {group.pending} pending{lag}")
         for dead in row.latest_dead:
             click.echo(
                 f"    dead: article {dead.article_id} after {dead.tries} tries, "

@@ -16,7 +16,8 @@ A handler that raises is retried with backoff; after ``tries`` failures the
 delivery goes to the subscriber's dead-letter list, which ``aggregator
 subscribers list`` shows and ``aggregator subscribers replay NAME
 --dead-letters`` retries. With ``concurrency=1`` (the default) articles are
-handled one at a time in the order they were committed.
+handled one at a time in the order they were committed, except after a failure:
+a retried (or replayed) article comes after the ones committed later.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import logging
 import re
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from arq import Retry, func
@@ -59,6 +60,9 @@ log = logging.getLogger("aggregator.consumer")
 PAYLOAD_VERSION = 1
 NEW_ARTICLE_JOB = "new_article"
 QUEUE_PREFIX = "aggregator:subscriber:"
+# How long a queued delivery waits for its consumer before arq drops it (the watcher
+# then dead-letters it). A stream keeps its entries as long.
+DELIVERY_EXPIRES = timedelta(days=7)
 # The dead-letter list is bounded: a consumer failing for weeks must not fill Redis.
 DEAD_LETTER_LIMIT = 10_000
 MAX_RETRY_DELAY = 300.0

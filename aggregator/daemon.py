@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 
 from arq.worker import Worker
 
-from aggregator import logs, outbox, queue, refold, retention, schedule
+from aggregator import deliveries, logs, outbox, queue, refold, retention, schedule
 from aggregator.errors import ServiceUnavailableError
 from aggregator.runtime import SERVICE_ERRORS, Runtime, open_runtime
 from aggregator.settings import Settings
@@ -28,6 +29,7 @@ from workers.jobs import worker_options
 log = logging.getLogger("aggregator.daemon")
 
 SHUTDOWN_GRACE_SECONDS = 20
+SETTLE_SECONDS = 60
 RESTART_DELAY_SECONDS = 1.0
 START_RETRY_MAX_SECONDS = 30.0
 
@@ -143,6 +145,7 @@ async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
     relay = asyncio.create_task(
         outbox.relay_forever(rt.pool, rt.redis, stop, interval=rt.settings.scheduler_tick)
     )
+    watcher = asyncio.create_task(deliveries.watch_forever(rt.pool, rt.redis, stop))
     pruning = (
         asyncio.create_task(
             retention.run_daily(rt.pool, timedelta(days=rt.settings.retention_days), stop)
@@ -170,9 +173,9 @@ async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
         await workers.stop()
         # Safe mid-pass: unsent rows are relayed at the next start, duplicates refused.
         relay.cancel()
-        await asyncio.gather(relay, return_exceptions=True)
+        watcher.cancel()  # safe: whatever it had not settled stays in the watch sets
         refolding.cancel()
-        await asyncio.gather(refolding, return_exceptions=True)
+        await asyncio.gather(relay, watcher, refolding, return_exceptions=True)
         if pruning is not None:
             pruning.cancel()
             await asyncio.gather(pruning, return_exceptions=True)
@@ -186,6 +189,8 @@ class OnceSummary:
     articles_new: int = 0
     duplicates_merged: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    # Subscriber deliveries this run queued: their consumers took / failed / not yet.
+    sent: deliveries.Settled = field(default_factory=lambda: deliveries.Settled(0, 0, 0))
 
 
 async def run_once(
@@ -195,6 +200,7 @@ async def run_once(
 
     ``progress(polled, total, stored)`` is called as the run goes, and once at the end."""
     started: datetime = await rt.pool.fetchval("SELECT now()")
+    started_ms = int(time.time() * 1000)
     workers = Workers(rt)
     workers.start()
     watcher: asyncio.Task[None] | None = None
@@ -206,6 +212,12 @@ async def run_once(
             watcher = asyncio.create_task(_watch(rt, started, len(leases), progress))
         await wait_drained(rt, timeout=timeout, workers=workers)
         await outbox.drain(rt.pool, rt.redis, timeout=timeout)  # new articles to subscribers
+        # Wait (bounded) for the consumers' outcomes: a failed delivery is dead-lettered.
+        settled = await deliveries.settle(
+            rt.pool, rt.redis, since_ms=started_ms, timeout=min(timeout, SETTLE_SECONDS)
+        )
+        # ... and a look at older ones (a replay's, or queued while no daemon ran).
+        await deliveries.watch_once(rt.redis, await deliveries.arq_subscribers(rt.pool))
     finally:
         if watcher is not None:
             watcher.cancel()
@@ -213,7 +225,9 @@ async def run_once(
         await workers.stop()
     if progress is not None:
         await _report_progress(rt, started, len(leases), progress)
-    return await summarize(rt, started)
+    summary = await summarize(rt, started)
+    summary.sent = settled
+    return summary
 
 
 ProgressCallback = Callable[[int, int, int], None]

@@ -54,6 +54,13 @@ PUBLISH_TO_STORED = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
     registry=REGISTRY,
 )
+DELIVERIES_FAILED = Counter(
+    "aggregator_deliveries_failed",
+    "Subscriber deliveries moved to the dead letters by the delivery watcher (the consumer "
+    "failed the job, or it expired or vanished unconsumed).",
+    ["subscriber"],
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "aggregator_queue_depth",
     "Jobs queued, deferred or running per arq queue (dead letters included).",

@@ -103,12 +103,7 @@ async def relay_once(
         if not rows:
             return RelayPass(0, 0, 0)
         deliveries = [r for r in rows if r["subscriber"] is not None]
-        bodies = await subscribers.payloads(conn, sorted({r["article_id"] for r in deliveries}))
-        queued = 0
-        for row in deliveries:
-            name = row["subscriber"]
-            job_id = subscribers.delivery_job_id(name, row["id"])
-            queued += await subscribers.enqueue(redis, name, bodies[row["article_id"]], job_id)
+        queued = await subscribers.deliver(conn, redis, deliveries)
         sent = sorted({r["id"] for r in rows})
         await conn.execute(_MARK_SENT, sent)
     if deliveries:

@@ -5,25 +5,28 @@ query; an empty dimension means "any", dimensions are ANDed, values within one
 are ORed). The filter is one SQL condition, ``MATCHES``, used both by the
 outbox relay for new articles and by ``replay`` for a window of old ones, so a
 replay delivers exactly what live delivery would have. Payloads are built here
-from Postgres (``NewArticle``, schema version 1) and queued with arq as JSON.
+from Postgres (``NewArticle``, schema version 1) and delivered by the subscriber's
+kind: ``arq`` queues a JSON job and watches its outcome (``deliveries``), ``stream``
+adds a stream entry (``streams``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import asyncpg
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 from pydantic import ValidationError
 
+from aggregator import deliveries, streams
 from aggregator.consumer import (
-    NEW_ARTICLE_JOB,
     PAYLOAD_VERSION,
     DeadLetter,
     NewArticle,
@@ -33,10 +36,10 @@ from aggregator.consumer import (
 )
 from aggregator.errors import AggregatorError, FeedNotFoundError
 
-# How long a queued delivery waits for its consumer before arq drops it. A consumer
-# down for longer catches up with `aggregator subscribers replay NAME --since ...`.
-DELIVERY_EXPIRES = timedelta(days=7)
 PAYLOAD_CHUNK = 500
+
+Kind = Literal["arq", "stream"]
+KINDS: tuple[Kind, ...] = ("arq", "stream")
 
 
 class SubscriberNotFoundError(AggregatorError, LookupError):
@@ -47,6 +50,10 @@ class SubscriberFilterError(AggregatorError, ValueError):
     """A filter value that cannot be used."""
 
 
+class SubscriberKindError(AggregatorError, ValueError):
+    """A subscriber asked to change between an arq queue and a stream."""
+
+
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     name: str
@@ -55,6 +62,7 @@ class Subscriber:
     feed_ids: tuple[int, ...]
     query: str | None
     created_at: datetime
+    kind: Kind = "arq"
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Subscriber:
@@ -65,7 +73,13 @@ class Subscriber:
             feed_ids=tuple(row["feed_ids"]),
             query=row["query"],
             created_at=row["created_at"],
+            kind=row["kind"],
         )
+
+    @property
+    def key(self) -> str:
+        """Where its deliveries go: the arq queue or the stream."""
+        return streams.stream_key(self.name) if self.kind == "stream" else queue_name(self.name)
 
     def describe(self) -> str:
         parts = [
@@ -85,9 +99,31 @@ class Subscriber:
 @dataclass(frozen=True, slots=True)
 class SubscriberStatus:
     subscriber: Subscriber
-    queued: int  # jobs waiting, deferred for a retry, or in progress
+    queued: int  # arq: jobs waiting, deferred for a retry, or in progress; stream: entries kept
     dead: int
     latest_dead: list[DeadLetter]
+    watching: int = 0  # arq: deliveries whose outcome the watcher has not seen yet
+    groups: list[streams.Group] = dataclasses.field(default_factory=list)  # stream only
+
+    def as_json(self) -> dict[str, Any]:
+        s = self.subscriber
+        return {
+            "name": s.name,
+            "kind": s.kind,
+            "key": s.key,
+            "queued": self.queued,
+            "dead_letters": self.dead,
+            "last_reason": self.latest_dead[-1].error if self.latest_dead else None,
+            "watching": self.watching,
+            "groups": [dataclasses.asdict(g) for g in self.groups],
+            "filter": {
+                "regions": list(s.regions),
+                "languages": list(s.languages),
+                "feed_ids": list(s.feed_ids),
+                "query": s.query,
+            },
+            "created_at": s.created_at.isoformat(),
+        }
 
 
 # An article ``a`` matches a subscriber ``s``. Languages match on their primary tag
@@ -103,8 +139,8 @@ AND (s.query IS NULL OR a.search_vector @@ article_search_query(s.query))
 """
 
 _UPSERT = """
-INSERT INTO subscribers (name, regions, languages, feed_ids, query)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO subscribers (name, regions, languages, feed_ids, query, kind)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (name) DO UPDATE SET
     regions = EXCLUDED.regions, languages = EXCLUDED.languages,
     feed_ids = EXCLUDED.feed_ids, query = EXCLUDED.query
@@ -122,11 +158,19 @@ async def add(
     languages: Iterable[str] = (),
     feeds: Iterable[str] = (),
     query: str | None = None,
+    kind: Kind | None = None,
 ) -> tuple[Subscriber, bool]:
     """Create a subscriber, or replace an existing one's filter; return it and whether
     it is new. ``feeds`` are feed ids or URLs; a new subscriber receives the articles
-    stored from now on (``replay`` delivers older ones)."""
+    stored from now on (``replay`` delivers older ones). ``kind`` (default ``arq``, or
+    the existing one's) cannot change: remove the subscriber first."""
     check_name(name)
+    existing: str | None = await conn.fetchval("SELECT kind FROM subscribers WHERE name = $1", name)
+    if kind is not None and existing is not None and kind != existing:
+        raise SubscriberKindError(
+            f"subscriber {name!r} is {_kind_text(existing)}, not {_kind_text(kind)}; "
+            f"remove it first (`aggregator subscribers remove {name}`)"
+        )
     feed_ids = [await _feed_id(conn, f) for f in feeds]
     query = " ".join((query or "").split()) or None
     if query is not None and len(query) > 1000:
@@ -138,6 +182,7 @@ async def add(
         _distinct(lang.strip().lower() for lang in languages),
         sorted(set(feed_ids)),
         query,
+        kind or existing or "arq",
     )
     return Subscriber.from_row(row), bool(row["created"])
 
@@ -148,6 +193,10 @@ async def _feed_id(conn: asyncpg.Connection, url_or_id: str) -> int:
     if found is None:
         raise FeedNotFoundError(f"no feed {url_or_id!r} (see `aggregator feeds list`)")
     return found
+
+
+def _kind_text(kind: str) -> str:
+    return "a stream" if kind == "stream" else "an arq queue"
 
 
 def _distinct(values: Iterable[str]) -> list[str]:
@@ -173,14 +222,19 @@ async def status(
     """Every subscriber with its queue depth and its dead letters (count and the latest)."""
     found = []
     for subscriber in await list_all(conn):
-        queued = await redis.zcard(queue_name(subscriber.name))
         dead, latest = await dead_letters(redis, subscriber.name, limit=dead_shown)
-        found.append(SubscriberStatus(subscriber, int(queued), dead, latest))
+        if subscriber.kind == "stream":
+            length, groups = await streams.describe(redis, subscriber.name)
+            found.append(SubscriberStatus(subscriber, length, dead, latest, groups=groups))
+        else:
+            queued = await redis.zcard(queue_name(subscriber.name))
+            watching = await redis.zcard(deliveries.watch_key(subscriber.name))
+            found.append(SubscriberStatus(subscriber, int(queued), dead, latest, int(watching)))
     return found
 
 
 async def remove(conn: asyncpg.Connection, redis: ArqRedis, name: str) -> Subscriber:
-    """Delete a subscriber with its queue, its queued jobs and its dead letters."""
+    """Delete a subscriber with its queue (or stream), its queued jobs and its dead letters."""
     row = await conn.fetchrow(
         "DELETE FROM subscribers WHERE name = $1 RETURNING *", check_name(name)
     )
@@ -191,8 +245,9 @@ async def remove(conn: asyncpg.Connection, redis: ArqRedis, name: str) -> Subscr
     async with redis.pipeline(transaction=False) as pipe:
         for start in range(0, len(job_ids), 1000):
             pipe.delete(*(job_key_prefix + j.decode() for j in job_ids[start : start + 1000]))
-        pipe.delete(key, dead_letter_key(name))
+        pipe.delete(key, dead_letter_key(name), deliveries.watch_key(name))
         await pipe.execute()
+    await streams.remove(redis, name)
     return Subscriber.from_row(row)
 
 
@@ -238,15 +293,32 @@ def delivery_job_id(subscriber: str, outbox_id: int) -> str:
 
 
 async def enqueue(redis: ArqRedis, subscriber: str, payload: dict[str, Any], job_id: str) -> bool:
-    """Queue one ``new_article`` job; False if a job with this id is queued or finished."""
-    job = await redis.enqueue_job(
-        NEW_ARTICLE_JOB,
-        payload,
-        _job_id=job_id,
-        _queue_name=queue_name(subscriber),
-        _expires=DELIVERY_EXPIRES,
+    """Queue one ``new_article`` job, watched; False if a job with this id is queued or
+    finished."""
+    return await deliveries.enqueue(redis, subscriber, payload, job_id)
+
+
+async def deliver(conn: asyncpg.Connection, redis: ArqRedis, rows: Sequence[asyncpg.Record]) -> int:
+    """The relay's deliveries: each row (``id``: outbox id, ``article_id``,
+    ``subscriber``) to its subscriber, in row order; return how many were new (the
+    rest a crashed pass had delivered already)."""
+    bodies = await payloads(conn, sorted({r["article_id"] for r in rows}))
+    kinds = dict(
+        await conn.fetch(
+            "SELECT name, kind FROM subscribers WHERE name = ANY ($1::text[])",
+            sorted({r["subscriber"] for r in rows}),
+        )
     )
-    return job is not None
+    new = 0
+    for row in rows:
+        name, body = row["subscriber"], bodies.get(row["article_id"])
+        if body is None or name not in kinds:
+            continue  # the article or the subscriber was deleted meanwhile
+        if kinds[name] == "stream":
+            new += await streams.relay_add(redis, name, row["id"], body)
+        else:
+            new += await enqueue(redis, name, body, delivery_job_id(name, row["id"]))
+    return new
 
 
 _WINDOW = f"""
@@ -285,13 +357,19 @@ async def _redeliver(
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Queue the articles again; ``progress(done, total)`` after each chunk."""
+    kind = (await get(conn, name)).kind
     token = uuid.uuid4().hex[:12]
     queued = 0
     for start in range(0, len(article_ids), PAYLOAD_CHUNK):
         chunk = article_ids[start : start + PAYLOAD_CHUNK]
         found = await payloads(conn, chunk)
         for offset, article_id in enumerate(chunk, start):
-            if article_id in found:
+            if article_id not in found:
+                continue
+            if kind == "stream":
+                await streams.add(redis, name, found[article_id])
+                queued += 1
+            else:
                 job_id = f"subscriber:{name}:replay:{token}:{offset:09d}"
                 queued += await enqueue(redis, name, found[article_id], job_id)
         if progress is not None:
