@@ -328,6 +328,8 @@ class DocumentInfo(BaseModel):
     # Every entry's key (see ``entry_key``) and publication date, skipped entries included.
     entry_keys: list[str] = []
     published: list[datetime] = []
+    # The content hash of each entry this poll normalized (not skipped, not empty).
+    hashes: dict[str, str] = {}
 
 
 # Part of every entry key: bump it when normalization changes what an entry becomes.
@@ -387,7 +389,11 @@ def articles_from_document(
         entry_keys=keys,
         published=[sane_date(e.published, now=now) for e in parsed.entries if not _is_empty(e)],
     )
-    if known_entries:
-        entries = zip(parsed.entries, keys, strict=True)
-        parsed = replace(parsed, entries=[e for e, key in entries if key not in known_entries])
-    return info, normalize_feed(parsed, feed, now=now)
+    todo = [
+        (entry, key)
+        for entry, key in zip(parsed.entries, keys, strict=True)
+        if key not in known_entries and not _is_empty(entry)
+    ]
+    articles = normalize_feed(replace(parsed, entries=[e for e, _ in todo]), feed, now=now)
+    info.hashes = {key: a.content_hash for (_, key), a in zip(todo, articles, strict=True)}
+    return info, articles

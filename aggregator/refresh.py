@@ -21,7 +21,8 @@ from enum import StrEnum
 from aggregator import fulltext, logs, metrics, queue, schedule, websub
 from aggregator.errors import FeedError, HTTPStatusError
 from aggregator.feeds import Feed
-from aggregator.normalize import Article, FeedContext
+from aggregator.dedupe import FeedWindow
+from aggregator.normalize import Article, DocumentInfo, FeedContext
 from aggregator.politeness import HostBusyError
 from aggregator.runtime import Runtime
 from aggregator.store import StoreBatch, StoreResult, Validators, store_batch
@@ -102,13 +103,14 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
             await websub.renew_if_due(rt, feed, hub=None, topic=None, now=now)
             record.unchanged(feed, interval, **validators.model_dump())
             return Outcome.UNCHANGED
+        window = await rt.seen.window(feed.id)
         document, articles = await rt.parse(
             response.body,
             url=response.url,
             content_type=response.content_type,
             feed=FeedContext(url=response.url, language=feed.language, region=feed.region),
             now=now,
-            known_entries=await rt.seen.known_entries(feed.id),
+            known_entries=window.known_entries,
         )
     except HostBusyError:
         record.deferred(feed, settings.scheduler_tick * 2)
@@ -133,13 +135,7 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
     )
     await websub.renew_if_due(rt, feed, hub=document.hub, topic=document.self_url, now=now)
     queued = await deliver(
-        rt,
-        feed,
-        articles,
-        body_hash=body_hash,
-        validators=validators,
-        entry_keys=document.entry_keys,
-        now=now,
+        rt, feed, articles, document, window, body_hash=body_hash, validators=validators, now=now
     )
     if not queued:
         record.unchanged(feed, interval, **validators.model_dump())
@@ -153,21 +149,31 @@ async def deliver(
     rt: Runtime,
     feed: Feed,
     articles: list[Article],
+    document: DocumentInfo,
+    window: FeedWindow,
     *,
     body_hash: str,
     validators: Validators | None,
-    entry_keys: list[str] | None,
     now: datetime,
 ) -> int:
     """Queue a store batch with the articles this feed has not delivered yet; return how many.
 
-    For a --full-text feed, those articles first get their pages' full text. With
-    ``entry_keys`` (a poll's whole body, not a push), the feed's known entries become
-    those keys once nothing of the body is left to store."""
-    unseen = await rt.seen.unseen(feed.id, [a.content_hash for a in articles])
-    fresh = [a for a in articles if a.content_hash in unseen]
+    For a --full-text feed, those articles first get their pages' full text. A poll
+    (``validators`` set: the whole body) makes the body's entries the feed's window once
+    nothing of it is left to store; a push adds its entries to the window."""
+    delivered = window.delivered
+    fresh = [a for a in articles if a.content_hash not in delivered]
     if fresh and feed.full_text:
         fresh = await fulltext.complete(rt, feed, fresh)
+    stored_as = {a.feed_hash or a.content_hash: (a.content_hash, a.feed_hash) for a in fresh}
+    normalized = {
+        key: tuple(h for h in stored_as.get(hash_, (hash_,)) if h)
+        for key, hash_ in document.hashes.items()
+    }
+    if validators is None:  # a push: only what it carried
+        entries, departed = normalized, None
+    else:
+        entries, departed = window.after(document.entry_keys, normalized)
     if fresh:
         batch = StoreBatch(
             feed_id=feed.id,
@@ -176,11 +182,12 @@ async def deliver(
             validators=validators,
             articles=fresh,
             fetched_at=now,
-            entry_keys=entry_keys or [],
+            entries={k: list(v) for k, v in entries.items()},
+            departed=None if departed is None else {k: list(v) for k, v in departed.items()},
         )
         await queue.enqueue_store(rt.redis, batch.model_dump(mode="json"))
-    elif entry_keys:
-        await rt.seen.mark(feed.id, (), entries=entry_keys)  # all delivered before
+    else:  # all delivered before
+        await rt.seen.remember(feed.id, entries, departed=departed)
     return len(fresh)
 
 
@@ -190,7 +197,8 @@ async def ingest_push(rt: Runtime, feed: Feed, body: bytes, content_type: str | 
     The feed's validators stay as they are: a push says nothing about what the next
     poll will see. A body that is not a feed raises ``FeedError``."""
     now = datetime.now(UTC)
-    _, articles = await rt.parse(
+    window = await rt.seen.window(feed.id)
+    document, articles = await rt.parse(
         body,
         url=feed.url,
         content_type=content_type,
@@ -199,7 +207,7 @@ async def ingest_push(rt: Runtime, feed: Feed, body: bytes, content_type: str | 
     )
     body_hash = hashlib.sha256(body).hexdigest()
     return await deliver(
-        rt, feed, articles, body_hash=body_hash, validators=None, entry_keys=None, now=now
+        rt, feed, articles, document, window, body_hash=body_hash, validators=None, now=now
     )
 
 
@@ -231,9 +239,12 @@ async def store_articles(rt: Runtime, batch: StoreBatch) -> StoreResult:
         result = await store_batch(
             conn, batch, story_window=timedelta(days=rt.settings.story_window_days)
         )
-    delivered = [a.content_hash for a in batch.articles]
-    delivered += [a.feed_hash for a in batch.articles if a.feed_hash]  # see fulltext
-    await rt.seen.mark(batch.feed_id, delivered, entries=batch.entry_keys or None)
+    departed = batch.departed
+    await rt.seen.remember(
+        batch.feed_id,
+        {k: tuple(v) for k, v in batch.entries.items()},
+        departed=None if departed is None else {k: tuple(v) for k, v in departed.items()},
+    )
     metrics.ARTICLES_STORED.inc(result.new)
     metrics.ARTICLES_MERGED.inc(result.merged)
     metrics.ARTICLES_CLUSTERED.inc(result.joined_stories)
