@@ -118,7 +118,10 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
     except FeedError as error:
         return await _failed(rt, feed, error, record, now)
     if document.warning:
-        flog.info("recovered from malformed XML: %s", document.warning)
+        flog.info("read with a warning: %s", document.warning)
+    record.warning(feed, document.warning)
+    if document.capped:  # entries left unread: the next poll must fetch and read the body
+        validators = Validators(body_hash="")
 
     interval = schedule.poll_interval(
         settings,
