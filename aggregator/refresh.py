@@ -18,13 +18,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+import asyncpg
+
 from aggregator import fulltext, logs, metrics, queue, schedule, websub
+from aggregator.dedupe import FeedWindow
 from aggregator.errors import FeedError, HTTPStatusError
 from aggregator.feeds import Feed
-from aggregator.dedupe import FeedWindow
-from aggregator.normalize import Article, DocumentInfo, FeedContext
+from aggregator.fetch import FetchResult
+from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
 from aggregator.politeness import HostBusyError
 from aggregator.runtime import Runtime
+from aggregator.settings import Settings
 from aggregator.store import StoreBatch, StoreResult, Validators, store_batch
 
 log = logging.getLogger("aggregator.refresh")
@@ -234,6 +238,96 @@ async def _failed(
             error,
         )
     return Outcome.FAILED
+
+
+_ADDED_AND_WAITING = """
+UPDATE feeds SET next_poll_at = now() + make_interval(secs => $2), last_polled_at = now(),
+    error_count = 1, failing_since = now(), last_error = $3, last_error_kind = $4
+WHERE id = $1
+"""
+
+_ADDED_AND_STORED = """
+UPDATE feeds SET next_poll_at = now() + make_interval(secs => $2), update_interval = $3,
+    last_polled_at = now(), last_success_at = now(), error_count = 0, failing_since = NULL,
+    last_error = NULL, last_error_kind = NULL, last_warning = $4,
+    title = COALESCE(title, $5), site_url = COALESCE(site_url, $6)
+WHERE id = $1
+"""
+
+
+async def remember_add_fetch(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    feed: Feed,
+    *,
+    response: FetchResult | None,
+    error: FeedError | None,
+) -> str | None:
+    """Keep what ``feeds add``'s own fetch learned, so the first poll does not undo it.
+
+    A Retry-After (429/503) makes the first poll wait for it. A feed body is stored as a
+    poll's would be, its validators advancing in the same transaction, so the first poll
+    is a conditional GET at the feed's interval (a permanent redirect was already followed:
+    the feed is added at its new URL). Returns a line for the user, or None."""
+    if error is not None:
+        retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
+        if not retry_after:
+            return None
+        wait = min(retry_after, settings.max_backoff)
+        await conn.execute(_ADDED_AND_WAITING, feed.id, wait, str(error)[:1000], error.kind)
+        return f"the server asked to wait (Retry-After): first poll in {wait:.0f}s"
+    if response is None or response.body is None or feed.full_text:
+        return None  # a --full-text feed's pages are fetched by the daemon's polls
+    now = datetime.now(UTC)
+    document, articles = articles_from_document(
+        response.body,
+        url=response.url,
+        content_type=response.content_type,
+        feed=FeedContext(url=response.url, language=feed.language, region=feed.region),
+        now=now,
+        memory_budget=settings.max_parse_memory,
+        seconds=settings.max_parse_seconds,
+    )
+    if document.capped:
+        return None  # the daemon's polls read the rest
+    body_hash = hashlib.sha256(response.body).hexdigest()
+    batch = StoreBatch(
+        feed_id=feed.id,
+        feed_url=feed.url,
+        body_hash=body_hash,
+        validators=Validators(
+            etag=response.etag, last_modified=response.last_modified, body_hash=body_hash
+        ),
+        articles=articles,
+        fetched_at=now,
+    )
+    interval = schedule.poll_interval(
+        settings,
+        override=feed.poll_interval,
+        hints=schedule.hints_from(
+            ttl=document.ttl,
+            update_period=document.update_period,
+            update_frequency=document.update_frequency,
+            cache_control=response.cache_control,
+            expires=response.expires,
+            now=now,
+        ),
+        observed=schedule.observed_interval(document.published),
+    )
+    async with conn.transaction():
+        result = await store_batch(
+            conn, batch, story_window=timedelta(days=settings.story_window_days)
+        )
+        await conn.execute(
+            _ADDED_AND_STORED,
+            feed.id,
+            schedule.next_delay(settings, interval),
+            interval,
+            document.warning,
+            document.title,
+            document.site_url,
+        )
+    return f"stored {result.new} new articles of its {len(articles)}; next poll in {interval:.0f}s"
 
 
 async def store_articles(rt: Runtime, batch: StoreBatch) -> StoreResult:
