@@ -338,12 +338,67 @@ def _to_utf8(body: bytes, headers: dict[str, str], warnings: list[str]) -> bytes
         utf8 = body.decode("utf-8", "replace").encode("utf-8")
         result = {}
     problem = result.get("bozo_exception")
+    if result.get("encoding") in _LAST_RESORTS:
+        repaired = _decode_by_language(body)
+        if repaired is not None:
+            utf8, problem = repaired
     if problem is not None and not isinstance(problem, feedparser.NonXMLContentType):
         warnings.append(str(problem))
     if "content-type" in headers:
         mime = headers["content-type"].split(";")[0].strip() or "application/xml"
         headers["content-type"] = f"{mime}; charset=utf-8"
     return utf8
+
+
+# feedparser's last resorts when no declared encoding decodes the body: Latin letters for
+# every byte, which turns an Arabic feed served in windows-1256 but declared UTF-8 into
+# mojibake. The document's own language names the legacy code page its CMS likely used.
+_LAST_RESORTS = ("windows-1252", "iso-8859-2")
+_CODE_PAGES = {
+    "ar": ("windows-1256", "\u0600", "\u06ff"),
+    "fa": ("windows-1256", "\u0600", "\u06ff"),
+    "ur": ("windows-1256", "\u0600", "\u06ff"),
+    "ku": ("windows-1256", "\u0600", "\u06ff"),
+    "he": ("windows-1255", "\u0590", "\u05ff"),
+    "ru": ("windows-1251", "\u0400", "\u04ff"),
+    "uk": ("windows-1251", "\u0400", "\u04ff"),
+}
+_DECLARED_LANGUAGE = re.compile(
+    rb"<(?:\w+:)?language>\s*([A-Za-z]{2,3})|xml:lang\s*=\s*[\"']([A-Za-z]{2,3})"
+)
+
+
+def _decode_by_language(body: bytes) -> tuple[bytes, str] | None:
+    """The body as UTF-8, decoded with its language's legacy code page, when it is not
+    UTF-8 and that code page gives mostly letters of the language's script; else None."""
+    found = _DECLARED_LANGUAGE.search(body, 0, 65536)
+    if found is None:
+        return None
+    language = (found.group(1) or found.group(2)).decode().lower()
+    if language not in _CODE_PAGES:
+        return None
+    encoding, first, last = _CODE_PAGES[language]
+    try:
+        body.decode("utf-8")
+        return None  # valid UTF-8 after all: feedparser had a reason of its own
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    letters = [c for c in text if ord(c) > 0x7F and c.isalpha()]
+    if not letters or sum(first <= c <= last for c in letters) < 0.9 * len(letters):
+        return None
+    text = _XML_DECLARATION_TEXT.sub("<?xml version='1.0' encoding='utf-8'?>", text, count=1)
+    note = (
+        f"not valid UTF-8 as declared; decoded as {encoding}, the code page of its "
+        f"declared language ({language})"
+    )
+    return text.encode("utf-8"), note
+
+
+_XML_DECLARATION_TEXT = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
 def _xml_declaration_end(body: bytes) -> int:

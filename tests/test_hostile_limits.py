@@ -246,3 +246,32 @@ async def test_feeds_add_follows_a_permanent_redirect(
     assert added.returncode == 0, added.stderr
     assert f"moved permanently to {new_url}" in added.stdout
     assert await runtime.pool.fetchval("SELECT url FROM feeds") == new_url
+
+
+# --- an encoding declared wrongly -----------------------------------------------------------
+
+ARABIC = "الحكومة تعلن عن خطة جديدة لدعم الاقتصاد المحلي في المنطقة خلال العام المقبل"
+
+
+def _declared_utf8(text: str, encoding: str, language: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>T</title>'
+        f"<language>{language}</language><item><title>{text[:40]}</title>"
+        f"<description>{text}</description><guid>a1</guid></item></channel></rss>"
+    ).encode(encoding)
+
+
+def test_arabic_in_windows_1256_declared_utf8_is_decoded_with_its_code_page() -> None:
+    body = _declared_utf8(ARABIC, "windows-1256", "ar")
+    fast, slow = both(body)
+    assert summary(fast) == summary(slow)
+    assert fast.entries[0].body is not None and fast.entries[0].body.value == ARABIC
+    assert fast.warning is not None and "decoded as windows-1256" in fast.warning
+
+
+def test_latin_text_is_not_taken_for_arabic_mojibake() -> None:
+    french = "Le gouvernement annonce un plan économique très détaillé pour la région côtière"
+    body = _declared_utf8(french, "windows-1252", "ar")  # a CMS's wrong language label
+    parsed = parse_feed(body, url=URL)
+    assert parsed.entries[0].body is not None and parsed.entries[0].body.value == french
+    assert "windows-1256" not in (parsed.warning or "")
