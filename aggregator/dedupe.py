@@ -133,9 +133,9 @@ class SeenCache:
             if departed is not None:
                 pipe.delete(current, previous)
                 if departed:
-                    pipe.hset(previous, mapping=_pack(departed))  # type: ignore[arg-type]
+                    pipe.hset(previous, mapping=_pack(departed))
                     pipe.expire(previous, self._ttl)
             if entries:
-                pipe.hset(current, mapping=_pack(entries))  # type: ignore[arg-type]
+                pipe.hset(current, mapping=_pack(entries))
                 pipe.expire(current, self._ttl)
             await pipe.execute()

@@ -104,9 +104,7 @@ def parse_feed(
         raise NotAFeedError("not a feed: the body is empty")
     if _looks_like_json(start, content_type):
         return _parse_json_feed(body, memory_budget=memory_budget)
-    return _parse_xml_feed(
-        body, url=url, content_type=content_type, memory_budget=memory_budget
-    )
+    return _parse_xml_feed(body, url=url, content_type=content_type, memory_budget=memory_budget)
 
 
 def entries_within(budget: int, *, body_bytes: int, count: int) -> int:

@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         soak_sizes = soak.SoakSizes(
             feeds=args.soak_feeds, interval=args.soak_interval, churn=args.soak_churn
         )
-        found = asyncio.run(soak.soak(args.soak, soak_sizes, overrides=overrides, progress=progress))
+        found = asyncio.run(
+            soak.soak(args.soak, soak_sizes, overrides=overrides, progress=progress)
+        )
         report.write_json({"meta": meta, "soak": found}, args.out / "soak.json")
         print(soak.render(found))
         print(f"\nwrote {args.out / 'soak.json'}")

@@ -148,7 +148,9 @@ async def soak(
                             raise RuntimeError(f"the daemon exited {proc.returncode}")
                         if now >= next_churn:
                             cycle += 1
-                            await farm._post("/_farm/advance", {"share": sizes.churn, "seed": cycle})
+                            await farm._post(
+                                "/_farm/advance", {"share": sizes.churn, "seed": cycle}
+                            )
                             next_churn += sizes.interval
                         if now >= next_sample:
                             samples.append(await _sample(proc.pid, conn, client, now - started))
@@ -160,7 +162,9 @@ async def soak(
                             )
                             next_sample += sizes.every
                         await asyncio.sleep(0.2)
-                    samples.append(await _sample(proc.pid, conn, client, time.monotonic() - started))
+                    samples.append(
+                        await _sample(proc.pid, conn, client, time.monotonic() - started)
+                    )
                     failed = await conn.fetchval(
                         "SELECT count(*) FROM feeds WHERE last_error IS NOT NULL"
                     )

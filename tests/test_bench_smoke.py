@@ -83,8 +83,21 @@ def test_a_short_soak_reports_every_slope(
         "AGGREGATOR_BENCH_REDIS_URL": redis_url,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--soak", "12", "--soak-feeds", "20"]
-        + ["--soak-interval", "3", "--soak-churn", "0.5", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--soak",
+            "12",
+            "--soak-feeds",
+            "20",
+            "--soak-interval",
+            "3",
+            "--soak-churn",
+            "0.5",
+            "--out",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

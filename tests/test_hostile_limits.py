@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 import pytest
 
 from aggregator import daemon, status
-from aggregator.parse import ENTRY_COST, ParsedFeed, _parse_xml_feed, parse_feed
+from aggregator.parse import (
+    DEFAULT_MEMORY_BUDGET,
+    ENTRY_COST,
+    ParsedFeed,
+    _parse_xml_feed,
+    parse_feed,
+)
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.settings import Settings
 from tests import processes
@@ -39,9 +45,11 @@ def atom_bytes(count: int) -> bytes:
     ).encode()
 
 
-def both(body: bytes, **kw: int) -> tuple[ParsedFeed, ParsedFeed]:
-    fast = _parse_xml_feed(body, url=URL, content_type=None, **kw)  # type: ignore[arg-type]
-    slow = _parse_xml_feed(body, url=URL, content_type=None, fast=False, **kw)  # type: ignore[arg-type]
+def both(body: bytes, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[ParsedFeed, ParsedFeed]:
+    fast = _parse_xml_feed(body, url=URL, content_type=None, memory_budget=memory_budget)
+    slow = _parse_xml_feed(
+        body, url=URL, content_type=None, fast=False, memory_budget=memory_budget
+    )
     return fast, slow
 
 
@@ -92,9 +100,7 @@ def test_a_whole_document_followed_by_junk_is_not_called_truncated() -> None:
 def test_a_legitimate_10000_item_feed_under_the_byte_cap_is_read_whole() -> None:
     """About 9 MB: under the 10 MB body cap, so every item is read (5,000 were, before)."""
     more = " More context on the story." * 20
-    body = rss_bytes(
-        *(item("tenk", n, description=story("tenk", n) + more) for n in range(10_000))
-    )
+    body = rss_bytes(*(item("tenk", n, description=story("tenk", n) + more) for n in range(10_000)))
     assert 8_000_000 < len(body) < 10 * 1024 * 1024
     parsed = parse_feed(body, url=URL)
     assert len(parsed.entries) == 10_000
@@ -165,9 +171,7 @@ async def test_a_truncated_feed_stores_whole_items_and_says_so_on_its_row(
     await daemon.run_once(runtime)
     titles = await runtime.pool.fetch("SELECT title FROM articles ORDER BY title")
     assert [r["title"] for r in titles] == [f"trunc headline {n}" for n in range(4)]
-    warning = await runtime.pool.fetchval(
-        "SELECT last_warning FROM feeds WHERE id = $1", feed_id
-    )
+    warning = await runtime.pool.fetchval("SELECT last_warning FROM feeds WHERE id = $1", feed_id)
     assert warning == "truncated document (it ends before </rss>): 1 unfinished entry dropped"
     # The whole document later: the fifth item arrives, once, with its whole text.
     feed_server.add("trunc.xml", whole)
@@ -176,9 +180,9 @@ async def test_a_truncated_feed_stores_whole_items_and_says_so_on_its_row(
         "SELECT content_text FROM articles WHERE title = 'trunc headline 4'"
     )
     assert len(fifth) == 1 and fifth[0]["content_text"].endswith("over its cost.")
-    assert await runtime.pool.fetchval(
-        "SELECT last_warning FROM feeds WHERE id = $1", feed_id
-    ) is None
+    assert (
+        await runtime.pool.fetchval("SELECT last_warning FROM feeds WHERE id = $1", feed_id) is None
+    )
 
 
 # --- what `feeds add` learned -------------------------------------------------------------

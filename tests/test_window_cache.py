@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aggregator import daemon, queue, refresh
+from aggregator import daemon, queue
 from aggregator.dedupe import FeedWindow
 from aggregator.runtime import Runtime
 from tests.feedserver import FeedServer
@@ -26,13 +26,12 @@ def _rss(numbers: range) -> bytes:
         for n in reversed(numbers)  # newest first, as feeds list them
     )
     return (
-        '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
-        f"{items}</channel></rss>"
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>{items}</channel></rss>'
     ).encode()
 
 
 def test_the_window_keeps_the_body_and_what_just_left_it() -> None:
-    h = {k: ("%064x" % i,) for i, k in enumerate(("%064x" % (100 + i) for i in range(6)))}
+    h = {k: (f"{i:064x}",) for i, k in enumerate("%064x" % (100 + i) for i in range(6))}
     a, b, c, d, e, f = h
     window = FeedWindow(current={a: h[a], b: h[b], c: h[c]}, previous={d: h[d]})
     # c left, e is new (normalized), a and b were skipped as known, d came back.
@@ -55,7 +54,7 @@ async def test_a_sliding_window_keeps_a_bounded_cache_and_loses_nothing(
         queued.append(len(payload["articles"]))
         return await enqueue(redis, payload)
 
-    monkeypatch.setattr(refresh.queue, "enqueue_store", counting)
+    monkeypatch.setattr(queue, "enqueue_store", counting)
     window, step, polls = 12, 4, 30
     url = feed_server.add("slide.xml", _rss(range(window)), validators=False)
     feed_id = await runtime.pool.fetchval("INSERT INTO feeds (url) VALUES ($1) RETURNING id", url)
@@ -67,7 +66,8 @@ async def test_a_sliding_window_keeps_a_bounded_cache_and_loses_nothing(
         summary = await daemon.run_once(runtime)
         assert summary.feeds_failed == 0
         assert summary.articles_new == (window if poll == 0 else step), f"poll {poll}"
-        sizes.append(await runtime.redis.hlen(current_key) + await runtime.redis.hlen(previous_key))
+        cached = [await runtime.redis.hlen(k) for k in (current_key, previous_key)]  # type: ignore[misc]
+        sizes.append(sum(cached))
 
     total = (polls - 1) * step + window
     assert await runtime.pool.fetchval("SELECT count(*) FROM articles") == total, "nothing lost"
