@@ -176,15 +176,15 @@ _UNLIMITED = 2**31  # fastparse's own entry limit: the budget has cut the body a
 
 def _within_budget(body: bytes, budget: int, warnings: list[str]) -> bytes:
     """The body cut (and closed) after the last entry its memory budget allows."""
-    rough = body.count(b"<item") + body.count(b"<entry") + body.count(b":item")
+    rough = sum(body.count(tag) for tag in (b"<item", b"<entry", b":item", b":entry"))
     if len(body) + rough * ENTRY_COST <= budget:  # nearly always: no scan needed
         return body
     spans = cut.entry_spans(body)
     kept = entries_within(budget, body_bytes=len(body), count=len(spans))
     if kept >= len(spans):
         return body
-    end = spans[kept - 1][1]
-    if end is None:  # an unclosed entry in the middle: feedparser will decide
+    end = max((end for _, end in spans[:kept] if end is not None), default=None)
+    if end is None:  # not one whole entry within the budget: feedparser will decide
         return body
     warnings.append(_cap_warning(len(spans), kept, budget))
     return cut.closed(body[:end])
