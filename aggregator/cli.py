@@ -21,7 +21,7 @@ import click
 import redis.exceptions
 from arq.connections import ArqRedis
 
-from aggregator import daemon, db, discover, feeds, logs, refold, web
+from aggregator import daemon, db, discover, feeds, logs, refold, refresh, web
 from aggregator.errors import AggregatorError, ConfigError, FetchError
 from aggregator.fetch import Fetcher
 from aggregator.normalize import FeedContext, articles_from_document
@@ -303,8 +303,10 @@ async def feeds_add(
     Given a web page instead of a feed, adds the feed the page advertises."""
     settings = _settings()
     feeds.FeedSpec(url=url)  # a bad URL fails here, before any request
+    found = None
     if not no_fetch:
-        url = await _discover(settings, url)
+        found = await _discover(settings, url)
+        url = found.url
     spec = feeds.FeedSpec(
         url=url,
         region=region,
@@ -313,11 +315,23 @@ async def feeds_add(
         interval=interval,
         full_text=full_text,
     )
-    feed, created = await _with_connection(settings, lambda c: feeds.add(c, spec))
+
+    async def add(conn: asyncpg.Connection) -> tuple[feeds.Feed, bool, str | None]:
+        feed, created = await feeds.add(conn, spec)
+        learned = None  # what its fetch learned: a Retry-After, or the body and its validators
+        if found is not None:
+            learned = await refresh.remember_add_fetch(
+                conn, settings, feed, response=found.response, error=found.error
+            )
+        return feed, created, learned
+
+    feed, created, learned = await _with_connection(settings, add)
     click.echo(f"{'added' if created else 'updated'} feed {feed.id}: {feed.url}")
+    if learned:
+        click.echo(learned)
 
 
-async def _discover(settings: Settings, url: str) -> str:
+async def _discover(settings: Settings, url: str) -> discover.Discovery:
     async with Fetcher(settings) as fetcher:
         try:
             found = await discover.find_feed(fetcher, url)
@@ -325,14 +339,16 @@ async def _discover(settings: Settings, url: str) -> str:
             click.echo(
                 f"warning: could not fetch {url} to check it ({exc}); adding it as given", err=True
             )
-            return url
+            return discover.Discovery(url=url, page=None, error=exc)
+    if found.response is not None and found.response.moved_to:
+        click.echo(f"{url} moved permanently to {found.url}: adding that")
     if found.page is not None:
         others = len(found.candidates) - 1
         click.echo(
             f"{url} is a web page; found its feed {found.url}"
             + (f" (first of {others + 1} advertised)" if others else "")
         )
-    return found.url
+    return found
 
 
 @feeds_group.command(name="list")

@@ -13,7 +13,7 @@ import lxml.etree
 import lxml.html
 
 from aggregator.errors import AggregatorError, FeedError, ParseError
-from aggregator.fetch import Fetcher
+from aggregator.fetch import Fetcher, FetchResult
 from aggregator.normalize import safe_url
 from aggregator.parse import parse_feed
 
@@ -32,9 +32,11 @@ class NoFeedFoundError(AggregatorError, ValueError):
 
 @dataclass(frozen=True)
 class Discovery:
-    url: str  # the feed to add
+    url: str  # the feed to add (where a permanent redirect led, if one did)
     page: str | None  # the page it was found in, when the given URL was not a feed
     candidates: tuple[str, ...] = ()
+    response: FetchResult | None = None  # the feed's own fetch: what the first poll may reuse
+    error: FeedError | None = None  # why it could not be fetched (a 429's Retry-After, ...)
 
 
 def feed_links(html: bytes, *, base_url: str) -> list[str]:
@@ -61,7 +63,7 @@ async def find_feed(fetcher: Fetcher, url: str) -> Discovery:
     body = response.body or b""
     try:
         parse_feed(body, url=response.url, content_type=response.content_type)
-        return Discovery(url=url, page=None)
+        return Discovery(url=response.moved_to or url, page=None, response=response)
     except ParseError:
         candidates = feed_links(body, base_url=response.url)
     for candidate in candidates:
@@ -70,7 +72,12 @@ async def find_feed(fetcher: Fetcher, url: str) -> Discovery:
             parse_feed(found.body or b"", url=found.url, content_type=found.content_type)
         except FeedError:
             continue
-        return Discovery(url=candidate, page=url, candidates=tuple(candidates))
+        return Discovery(
+            url=found.moved_to or candidate,
+            page=url,
+            candidates=tuple(candidates),
+            response=found,
+        )
     if candidates:
         raise NoFeedFoundError(f"{url} advertises feeds, but none of them could be read")
     raise NoFeedFoundError(f'no feed at {url}: not a feed, and no <link rel="alternate"> feed')

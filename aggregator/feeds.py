@@ -65,6 +65,7 @@ class Feed:
     full_text: bool = False
     failing_since: datetime | None = None
     moved_to: str | None = None
+    last_warning: str | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Feed:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import replace
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from aggregator import bodytext, stories
 from aggregator.dedupe import content_hash
 from aggregator.language import article_language
-from aggregator.parse import Entry, ParsedFeed, parse_feed
+from aggregator.parse import DEFAULT_MEMORY_BUDGET, Entry, ParsedFeed, parse_feed
 
 MAX_TITLE_CHARS = 1_000
 MAX_SUMMARY_CHARS = 5_000
@@ -29,6 +29,8 @@ MAX_GUID_CHARS = 2_048
 MAX_CONTENT_CHARS = 1_000_000
 SUMMARY_FROM_BODY_CHARS = 500
 EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)
+# Time one document's new entries may take to normalize (AGGREGATOR_MAX_PARSE_SECONDS).
+DEFAULT_PARSE_SECONDS = 60.0
 FUTURE_TOLERANCE = timedelta(days=1)
 
 _TRACKING_PARAMS = frozenset(
@@ -328,6 +330,9 @@ class DocumentInfo(BaseModel):
     # Every entry's key (see ``entry_key``) and publication date, skipped entries included.
     entry_keys: list[str] = []
     published: list[datetime] = []
+    # The content hash of each entry this poll normalized (not skipped, not empty).
+    hashes: dict[str, str] = {}
+    capped: bool = False  # the time cap left new entries unread: the next poll reads them
 
 
 # Part of every entry key: bump it when normalization changes what an entry becomes.
@@ -367,12 +372,15 @@ def articles_from_document(
     feed: FeedContext,
     now: datetime,
     known_entries: frozenset[str] = frozenset(),
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    seconds: float = DEFAULT_PARSE_SECONDS,
 ) -> tuple[DocumentInfo, list[Article]]:
     """Parse and normalize one fetched body: the CPU-bound step, run in a worker process.
 
     Entries whose keys are in ``known_entries`` (the feed's last delivered body) are not
     normalized: in a changed feed most entries are the ones it listed before."""
-    parsed = parse_feed(body, url=url, content_type=content_type)
+    started = time.monotonic()
+    parsed = parse_feed(body, url=url, content_type=content_type, memory_budget=memory_budget)
     keys = [entry_key(entry, feed, parsed) for entry in parsed.entries]
     info = DocumentInfo(
         title=plain_text(parsed.title, MAX_TITLE_CHARS) or None,
@@ -387,7 +395,24 @@ def articles_from_document(
         entry_keys=keys,
         published=[sane_date(e.published, now=now) for e in parsed.entries if not _is_empty(e)],
     )
-    if known_entries:
-        entries = zip(parsed.entries, keys, strict=True)
-        parsed = replace(parsed, entries=[e for e, key in entries if key not in known_entries])
-    return info, normalize_feed(parsed, feed, now=now)
+    todo = [
+        (entry, key)
+        for entry, key in zip(parsed.entries, keys, strict=True)
+        if key not in known_entries and not _is_empty(entry)
+    ]
+    articles: list[Article] = []
+    deadline = started + seconds
+    for done, (entry, _) in enumerate(todo):
+        if done % 100 == 0 and done and time.monotonic() > deadline:
+            # Left unread, not remembered: the next polls read them (see refresh).
+            info.capped = True
+            note = (
+                f"cap: normalizing stopped after {seconds:g} s; {done:,} of {len(todo):,} "
+                "new entries were read, the next polls read the rest"
+            )
+            info.warning = "; ".join(filter(None, (info.warning, note)))
+            todo = todo[:done]
+            break
+        articles.append(normalize_entry(entry, feed, document=parsed, now=now))
+    info.hashes = {key: a.content_hash for (_, key), a in zip(todo, articles, strict=True)}
+    return info, articles

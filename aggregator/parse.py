@@ -30,12 +30,17 @@ from typing import Any
 import feedparser
 import feedparser.encodings
 
-from aggregator import fastparse
+from aggregator import cut, fastparse
 from aggregator.errors import NotAFeedError, ParseError
 
-# Entries kept per document: feeds list newest first, and normalizing and storing
-# the 200,000 tiny items a 10 MB body can hold would take minutes and one huge batch.
-MAX_ENTRIES = 5_000
+# What reading a document may cost. Its bytes are capped when it is fetched
+# (AGGREGATOR_MAX_BODY_BYTES); its entries are capped by the memory they take once read:
+# each costs about its own bytes plus ENTRY_COST (measured: the parsed mapping ~1 kB, its
+# Article and story print ~9 kB), so a 10 MB body of 10,000 ordinary items (about 110 MB)
+# is read whole, and 300,000 tiny ones are cut where the memory budget ends. Feeds list
+# newest first: what is cut is the oldest. Time is capped in ``normalize``.
+ENTRY_COST = 10_000
+DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
 _JSON_TYPES = ("application/feed+json", "application/json")
 _HTML_START = re.compile(
     rb"\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)[\s>]", re.I | re.S
@@ -83,14 +88,35 @@ class ParsedFeed:
     self_url: str | None = None
 
 
-def parse_feed(body: bytes, *, url: str, content_type: str | None = None) -> ParsedFeed:
-    """Read a feed document; raise ``ParseError`` (``NotAFeedError``) when it is not one."""
+def parse_feed(
+    body: bytes,
+    *,
+    url: str,
+    content_type: str | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> ParsedFeed:
+    """Read a feed document; raise ``ParseError`` (``NotAFeedError``) when it is not one.
+
+    Entries past ``memory_budget`` (see ``ENTRY_COST``) are not read, and the warning
+    says so; neither is an entry a truncated document does not close."""
     start = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     if not start:
         raise NotAFeedError("not a feed: the body is empty")
     if _looks_like_json(start, content_type):
-        return _parse_json_feed(body)
-    return _parse_xml_feed(body, url=url, content_type=content_type)
+        return _parse_json_feed(body, memory_budget=memory_budget)
+    return _parse_xml_feed(body, url=url, content_type=content_type, memory_budget=memory_budget)
+
+
+def entries_within(budget: int, *, body_bytes: int, count: int) -> int:
+    """How many of a document's ``count`` entries its memory budget allows (at least one)."""
+    return max(1, min(count, (budget - body_bytes) // ENTRY_COST))
+
+
+def _cap_warning(total: int, kept: int, budget: int) -> str:
+    return (
+        f"cap: {total:,} entries would need about {total * ENTRY_COST // 2**20:,} MB to read; "
+        f"only the first {kept:,} were read (parse memory budget {budget // 2**20:,} MB)"
+    )
 
 
 def _looks_like_json(start: bytes, content_type: str | None) -> bool:
@@ -104,7 +130,12 @@ def _looks_like_json(start: bytes, content_type: str | None) -> bool:
 
 
 def _parse_xml_feed(
-    body: bytes, *, url: str, content_type: str | None, fast: bool = True
+    body: bytes,
+    *,
+    url: str,
+    content_type: str | None,
+    fast: bool = True,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> ParsedFeed:
     """Defuse, then read with ``fastparse``, or with feedparser where it declines.
 
@@ -115,8 +146,10 @@ def _parse_xml_feed(
         headers["content-type"] = content_type
     warnings: list[str] = []
     body = defuse_xml(body, headers, warnings)
+    body = cut.drop_unclosed(body, warnings)
+    body = _within_budget(body, memory_budget, warnings)
     if fast:
-        found = fastparse.read_feed(body, url=url, max_entries=MAX_ENTRIES)
+        found = fastparse.read_feed(body, url=url, max_entries=_UNLIMITED)
         if found is not None:
             # Only documents expat parses too get here, and for those feedparser adds no
             # warning of its own (but NonXMLContentType, which is ignored below).
@@ -135,11 +168,26 @@ def _parse_xml_feed(
     problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
     if problem is not None and not isinstance(problem, feedparser.NonXMLContentType):
         warnings.append(str(problem))  # a content type that is not XML's says nothing here
-    entries = parsed.entries
-    if len(entries) > MAX_ENTRIES:
-        warnings.append(f"{len(entries)} entries: only the first {MAX_ENTRIES} were read")
-        entries = entries[:MAX_ENTRIES]
-    return _parsed_feed(parsed.feed, entries, warnings)
+    return _parsed_feed(parsed.feed, parsed.entries, warnings)
+
+
+_UNLIMITED = 2**31  # fastparse's own entry limit: the budget has cut the body already
+
+
+def _within_budget(body: bytes, budget: int, warnings: list[str]) -> bytes:
+    """The body cut (and closed) after the last entry its memory budget allows."""
+    rough = sum(body.count(tag) for tag in (b"<item", b"<entry", b":item", b":entry"))
+    if len(body) + rough * ENTRY_COST <= budget:  # nearly always: no scan needed
+        return body
+    spans = cut.entry_spans(body)
+    kept = entries_within(budget, body_bytes=len(body), count=len(spans))
+    if kept >= len(spans):
+        return body
+    end = max((end for _, end in spans[:kept] if end is not None), default=None)
+    if end is None:  # not one whole entry within the budget: feedparser will decide
+        return body
+    warnings.append(_cap_warning(len(spans), kept, budget))
+    return cut.closed(body[:end])
 
 
 def _parsed_feed(feed: Any, entries: list[Any], warnings: list[str]) -> ParsedFeed:
@@ -288,12 +336,67 @@ def _to_utf8(body: bytes, headers: dict[str, str], warnings: list[str]) -> bytes
         utf8 = body.decode("utf-8", "replace").encode("utf-8")
         result = {}
     problem = result.get("bozo_exception")
+    if result.get("encoding") in _LAST_RESORTS:
+        repaired = _decode_by_language(body)
+        if repaired is not None:
+            utf8, problem = repaired
     if problem is not None and not isinstance(problem, feedparser.NonXMLContentType):
         warnings.append(str(problem))
     if "content-type" in headers:
         mime = headers["content-type"].split(";")[0].strip() or "application/xml"
         headers["content-type"] = f"{mime}; charset=utf-8"
     return utf8
+
+
+# feedparser's last resorts when no declared encoding decodes the body: Latin letters for
+# every byte, which turns an Arabic feed served in windows-1256 but declared UTF-8 into
+# mojibake. The document's own language names the legacy code page its CMS likely used.
+_LAST_RESORTS = ("windows-1252", "iso-8859-2")
+_CODE_PAGES = {
+    "ar": ("windows-1256", "\u0600", "\u06ff"),
+    "fa": ("windows-1256", "\u0600", "\u06ff"),
+    "ur": ("windows-1256", "\u0600", "\u06ff"),
+    "ku": ("windows-1256", "\u0600", "\u06ff"),
+    "he": ("windows-1255", "\u0590", "\u05ff"),
+    "ru": ("windows-1251", "\u0400", "\u04ff"),
+    "uk": ("windows-1251", "\u0400", "\u04ff"),
+}
+_DECLARED_LANGUAGE = re.compile(
+    rb"<(?:\w+:)?language>\s*([A-Za-z]{2,3})|xml:lang\s*=\s*[\"']([A-Za-z]{2,3})"
+)
+
+
+def _decode_by_language(body: bytes) -> tuple[bytes, str] | None:
+    """The body as UTF-8, decoded with its language's legacy code page, when it is not
+    UTF-8 and that code page gives mostly letters of the language's script; else None."""
+    found = _DECLARED_LANGUAGE.search(body, 0, 65536)
+    if found is None:
+        return None
+    language = (found.group(1) or found.group(2)).decode().lower()
+    if language not in _CODE_PAGES:
+        return None
+    encoding, first, last = _CODE_PAGES[language]
+    try:
+        body.decode("utf-8")
+        return None  # valid UTF-8 after all: feedparser had a reason of its own
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    letters = [c for c in text if ord(c) > 0x7F and c.isalpha()]
+    if not letters or sum(first <= c <= last for c in letters) < 0.9 * len(letters):
+        return None
+    text = _XML_DECLARATION_TEXT.sub("<?xml version='1.0' encoding='utf-8'?>", text, count=1)
+    note = (
+        f"not valid UTF-8 as declared; decoded as {encoding}, the code page of its "
+        f"declared language ({language})"
+    )
+    return text.encode("utf-8"), note
+
+
+_XML_DECLARATION_TEXT = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
 def _xml_declaration_end(body: bytes) -> int:
@@ -408,7 +511,7 @@ def _link(feed: Any, rel: str) -> str | None:
     return None
 
 
-def _parse_json_feed(body: bytes) -> ParsedFeed:
+def _parse_json_feed(body: bytes, *, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> ParsedFeed:
     try:
         document = json.loads(body.decode("utf-8-sig", "replace"))
     except RecursionError:
@@ -423,9 +526,10 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
     if not isinstance(items, list):
         raise ParseError("invalid JSON Feed: 'items' is not a list")
     warning = None
-    if len(items) > MAX_ENTRIES:
-        warning = f"{len(items)} items: only the first {MAX_ENTRIES} were read"
-        items = items[:MAX_ENTRIES]
+    kept = entries_within(memory_budget, body_bytes=len(body), count=len(items))
+    if kept < len(items):
+        warning = _cap_warning(len(items), kept, memory_budget)
+        items = items[:kept]
     feed_language = _str_or_none(document.get("language"))
     return ParsedFeed(
         title=_str_or_none(document.get("title")),

@@ -18,12 +18,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+import asyncpg
+
 from aggregator import fulltext, logs, metrics, queue, schedule, websub
+from aggregator.dedupe import FeedWindow
 from aggregator.errors import FeedError, HTTPStatusError
 from aggregator.feeds import Feed
-from aggregator.normalize import Article, FeedContext
+from aggregator.fetch import FetchResult
+from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
 from aggregator.politeness import HostBusyError
 from aggregator.runtime import Runtime
+from aggregator.settings import Settings
 from aggregator.store import StoreBatch, StoreResult, Validators, store_batch
 
 log = logging.getLogger("aggregator.refresh")
@@ -102,13 +107,14 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
             await websub.renew_if_due(rt, feed, hub=None, topic=None, now=now)
             record.unchanged(feed, interval, **validators.model_dump())
             return Outcome.UNCHANGED
+        window = await rt.seen.window(feed.id)
         document, articles = await rt.parse(
             response.body,
             url=response.url,
             content_type=response.content_type,
             feed=FeedContext(url=response.url, language=feed.language, region=feed.region),
             now=now,
-            known_entries=await rt.seen.known_entries(feed.id),
+            known_entries=window.known_entries,
         )
     except HostBusyError:
         record.deferred(feed, settings.scheduler_tick * 2)
@@ -116,7 +122,10 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
     except FeedError as error:
         return await _failed(rt, feed, error, record, now)
     if document.warning:
-        flog.info("recovered from malformed XML: %s", document.warning)
+        flog.info("read with a warning: %s", document.warning)
+    record.warning(feed, document.warning)
+    if document.capped:  # entries left unread: the next poll must fetch and read the body
+        validators = Validators(body_hash="")
 
     interval = schedule.poll_interval(
         settings,
@@ -133,13 +142,7 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
     )
     await websub.renew_if_due(rt, feed, hub=document.hub, topic=document.self_url, now=now)
     queued = await deliver(
-        rt,
-        feed,
-        articles,
-        body_hash=body_hash,
-        validators=validators,
-        entry_keys=document.entry_keys,
-        now=now,
+        rt, feed, articles, document, window, body_hash=body_hash, validators=validators, now=now
     )
     if not queued:
         record.unchanged(feed, interval, **validators.model_dump())
@@ -153,21 +156,31 @@ async def deliver(
     rt: Runtime,
     feed: Feed,
     articles: list[Article],
+    document: DocumentInfo,
+    window: FeedWindow,
     *,
     body_hash: str,
     validators: Validators | None,
-    entry_keys: list[str] | None,
     now: datetime,
 ) -> int:
     """Queue a store batch with the articles this feed has not delivered yet; return how many.
 
-    For a --full-text feed, those articles first get their pages' full text. With
-    ``entry_keys`` (a poll's whole body, not a push), the feed's known entries become
-    those keys once nothing of the body is left to store."""
-    unseen = await rt.seen.unseen(feed.id, [a.content_hash for a in articles])
-    fresh = [a for a in articles if a.content_hash in unseen]
+    For a --full-text feed, those articles first get their pages' full text. A poll
+    (``validators`` set: the whole body) makes the body's entries the feed's window once
+    nothing of it is left to store; a push adds its entries to the window."""
+    delivered = window.delivered
+    fresh = [a for a in articles if a.content_hash not in delivered]
     if fresh and feed.full_text:
         fresh = await fulltext.complete(rt, feed, fresh)
+    stored_as = {a.feed_hash or a.content_hash: (a.content_hash, a.feed_hash) for a in fresh}
+    normalized = {
+        key: tuple(h for h in stored_as.get(hash_, (hash_,)) if h)
+        for key, hash_ in document.hashes.items()
+    }
+    if validators is None:  # a push: only what it carried
+        entries, departed = normalized, None
+    else:
+        entries, departed = window.after(document.entry_keys, normalized)
     if fresh:
         batch = StoreBatch(
             feed_id=feed.id,
@@ -176,11 +189,12 @@ async def deliver(
             validators=validators,
             articles=fresh,
             fetched_at=now,
-            entry_keys=entry_keys or [],
+            entries={k: list(v) for k, v in entries.items()},
+            departed=None if departed is None else {k: list(v) for k, v in departed.items()},
         )
         await queue.enqueue_store(rt.redis, batch.model_dump(mode="json"))
-    elif entry_keys:
-        await rt.seen.mark(feed.id, (), entries=entry_keys)  # all delivered before
+    else:  # all delivered before
+        await rt.seen.remember(feed.id, entries, departed=departed)
     return len(fresh)
 
 
@@ -190,7 +204,8 @@ async def ingest_push(rt: Runtime, feed: Feed, body: bytes, content_type: str | 
     The feed's validators stay as they are: a push says nothing about what the next
     poll will see. A body that is not a feed raises ``FeedError``."""
     now = datetime.now(UTC)
-    _, articles = await rt.parse(
+    window = await rt.seen.window(feed.id)
+    document, articles = await rt.parse(
         body,
         url=feed.url,
         content_type=content_type,
@@ -199,7 +214,7 @@ async def ingest_push(rt: Runtime, feed: Feed, body: bytes, content_type: str | 
     )
     body_hash = hashlib.sha256(body).hexdigest()
     return await deliver(
-        rt, feed, articles, body_hash=body_hash, validators=None, entry_keys=None, now=now
+        rt, feed, articles, document, window, body_hash=body_hash, validators=None, now=now
     )
 
 
@@ -225,15 +240,108 @@ async def _failed(
     return Outcome.FAILED
 
 
+_ADDED_AND_WAITING = """
+UPDATE feeds SET next_poll_at = now() + make_interval(secs => $2), last_polled_at = now(),
+    error_count = 1, failing_since = now(), last_error = $3, last_error_kind = $4
+WHERE id = $1
+"""
+
+_ADDED_AND_STORED = """
+UPDATE feeds SET next_poll_at = now() + make_interval(secs => $2), update_interval = $3,
+    last_polled_at = now(), last_success_at = now(), error_count = 0, failing_since = NULL,
+    last_error = NULL, last_error_kind = NULL, last_warning = $4,
+    title = COALESCE(title, $5), site_url = COALESCE(site_url, $6)
+WHERE id = $1
+"""
+
+
+async def remember_add_fetch(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    feed: Feed,
+    *,
+    response: FetchResult | None,
+    error: FeedError | None,
+) -> str | None:
+    """Keep what ``feeds add``'s own fetch learned, so the first poll does not undo it.
+
+    A Retry-After (429/503) makes the first poll wait for it. A feed body is stored as a
+    poll's would be, its validators advancing in the same transaction, so the first poll
+    is a conditional GET at the feed's interval (a permanent redirect was already followed:
+    the feed is added at its new URL). Returns a line for the user, or None."""
+    if error is not None:
+        retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
+        if not retry_after:
+            return None
+        wait = min(retry_after, settings.max_backoff)
+        await conn.execute(_ADDED_AND_WAITING, feed.id, wait, str(error)[:1000], error.kind)
+        return f"the server asked to wait (Retry-After): first poll in {wait:.0f}s"
+    if response is None or response.body is None or feed.full_text:
+        return None  # a --full-text feed's pages are fetched by the daemon's polls
+    now = datetime.now(UTC)
+    document, articles = articles_from_document(
+        response.body,
+        url=response.url,
+        content_type=response.content_type,
+        feed=FeedContext(url=response.url, language=feed.language, region=feed.region),
+        now=now,
+        memory_budget=settings.max_parse_memory,
+        seconds=settings.max_parse_seconds,
+    )
+    if document.capped:
+        return None  # the daemon's polls read the rest
+    body_hash = hashlib.sha256(response.body).hexdigest()
+    batch = StoreBatch(
+        feed_id=feed.id,
+        feed_url=feed.url,
+        body_hash=body_hash,
+        validators=Validators(
+            etag=response.etag, last_modified=response.last_modified, body_hash=body_hash
+        ),
+        articles=articles,
+        fetched_at=now,
+    )
+    interval = schedule.poll_interval(
+        settings,
+        override=feed.poll_interval,
+        hints=schedule.hints_from(
+            ttl=document.ttl,
+            update_period=document.update_period,
+            update_frequency=document.update_frequency,
+            cache_control=response.cache_control,
+            expires=response.expires,
+            now=now,
+        ),
+        observed=schedule.observed_interval(document.published),
+    )
+    async with conn.transaction():
+        result = await store_batch(
+            conn, batch, story_window=timedelta(days=settings.story_window_days)
+        )
+        await conn.execute(
+            _ADDED_AND_STORED,
+            feed.id,
+            schedule.next_delay(settings, interval),
+            interval,
+            document.warning,
+            document.title,
+            document.site_url,
+        )
+    return f"stored {result.new} new articles of its {len(articles)}; next poll in {interval:.0f}s"
+
+
 async def store_articles(rt: Runtime, batch: StoreBatch) -> StoreResult:
     """Commit a batch, then tell the seen cache (never before: it must not hide unstored work)."""
     async with rt.pool.acquire() as conn:
         result = await store_batch(
             conn, batch, story_window=timedelta(days=rt.settings.story_window_days)
         )
-    delivered = [a.content_hash for a in batch.articles]
-    delivered += [a.feed_hash for a in batch.articles if a.feed_hash]  # see fulltext
-    await rt.seen.mark(batch.feed_id, delivered, entries=batch.entry_keys or None)
+    departed = batch.departed
+    await rt.seen.remember(
+        batch.feed_id,
+        {k: tuple(v) for k, v in batch.entries.items()},
+        departed=None if departed is None else {k: tuple(v) for k, v in departed.items()},
+    )
     metrics.ARTICLES_STORED.inc(result.new)
     metrics.ARTICLES_MERGED.inc(result.merged)
     metrics.ARTICLES_CLUSTERED.inc(result.joined_stories)

@@ -87,6 +87,8 @@ class Runtime:
             feed=feed,
             now=now,
             known_entries=known_entries,
+            memory_budget=self.settings.max_parse_memory,
+            seconds=self.settings.max_parse_seconds,
         )
         return await asyncio.get_running_loop().run_in_executor(self.parser, call)
 

@@ -270,6 +270,8 @@ WHERE id = $1
 
 _DEFER = "UPDATE feeds SET next_poll_at = now() + make_interval(secs => $2) WHERE id = $1"
 
+_RECORD_WARNING = "UPDATE feeds SET last_warning = $2 WHERE id = $1"
+
 _RECORD_MOVE = """
 UPDATE feeds SET
     moved_to = $2,
@@ -302,6 +304,7 @@ class Recorder:
         self._ok: list[tuple[object, ...]] = []
         self._failures: list[tuple[object, ...]] = []
         self._deferred: list[tuple[object, ...]] = []
+        self._warnings: list[tuple[object, ...]] = []
 
     def success(
         self,
@@ -354,6 +357,11 @@ class Recorder:
         )
         return reason
 
+    def warning(self, feed: Feed, warning: str | None) -> None:
+        """What the parse of a changed body dropped or worked around (None: nothing)."""
+        if warning != feed.last_warning:
+            self._warnings.append((feed.id, warning))
+
     def deferred(self, feed: Feed, delay: float) -> None:
         """Not polled after all (its host was busy): due again soon, no failure counted."""
         self._deferred.append((feed.id, delay))
@@ -364,10 +372,11 @@ class Recorder:
                 (_RECORD_OK, self._ok),
                 (_RECORD_FAILURE, self._failures),
                 (_DEFER, self._deferred),
+                (_RECORD_WARNING, self._warnings),
             ):
                 if rows:
                     await conn.executemany(statement, rows)
-        self._ok, self._failures, self._deferred = [], [], []
+        self._ok, self._failures, self._deferred, self._warnings = [], [], [], []
 
 
 async def record_redirect(

@@ -100,6 +100,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="Largest feed body accepted, after decompression."
     )
+    max_parse_memory: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description=(
+            "Memory one document's entries may take once read (each about its bytes plus "
+            "10 kB); the oldest entries past it are not read, and the feed's row says so."
+        ),
+    )
+    max_parse_seconds: Seconds = Field(
+        60,
+        description=(
+            "Time one document's entries may take to normalize; the rest are read by the "
+            "feed's next polls, and the feed's row says so."
+        ),
+    )
     max_redirects: int = Field(5, ge=0, description="Redirects followed per fetch.")
     contact_url: str = Field(
         "https://github.com/regional-news-aggregator/regional-news-aggregator",
@@ -132,7 +147,11 @@ class Settings(BaseSettings):
         3, gt=0, description="Polls that must see the same permanent redirect before the URL moves."
     )
     seen_cache_days: Seconds = Field(
-        30, description="Days a feed's delivered article hashes stay in the Redis cache."
+        30,
+        description=(
+            "Days the Redis cache of a feed's current entries (what its next polls skip) "
+            "outlives the feed's last change; it holds the current window, not the history."
+        ),
     )
 
     story_window_days: float = Field(

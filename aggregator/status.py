@@ -13,6 +13,7 @@ SELECT f.id, f.url, f.title, f.region,
        CASE WHEN f.disabled THEN 'disabled' WHEN f.last_error IS NOT NULL THEN 'failing'
             ELSE 'ok' END AS state,
        f.last_success_at, f.last_error_kind, f.last_error, f.error_count, f.disabled_reason,
+       f.last_warning,
        CASE WHEN f.disabled THEN NULL ELSE f.next_poll_at END AS next_poll_at,
        (SELECT count(*) FROM article_sources s
         WHERE s.feed_id = f.id AND s.seen_at > now() - interval '24 hours') AS articles_24h
@@ -43,6 +44,7 @@ class FeedHealth:
     last_error: str | None
     error_count: int
     disabled_reason: str | None
+    last_warning: str | None
     next_poll_at: datetime | None
     articles_24h: int
 
@@ -80,10 +82,12 @@ def render(feeds: list[FeedHealth], regions: list[RegionTotals], *, now: datetim
         problem = f.disabled_reason or (
             f"{f.last_error_kind}: {f.last_error}" if f.last_error else ""
         )
+        if f.last_warning and not problem:
+            problem = f"warning: {f.last_warning}"
         lines.append(
             f"{f.id:>5}  {f.state:<8}  {(f.region or '-')[:10]:<10}  "
             f"{_ago(f.last_success_at, now):>8}  {_until(f.next_poll_at, now):>8}  "
-            f"{f.articles_24h:>4}  {f.title or f.url}" + (f"  [{problem[:80]}]" if problem else "")
+            f"{f.articles_24h:>4}  {f.title or f.url}" + (f"  [{problem[:120]}]" if problem else "")
         )
     lines.append("")
     lines.append(f"{'region':<12} {'feeds':>5} {'ok':>5} {'failing':>7} {'disabled':>8} {'24h':>6}")

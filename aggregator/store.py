@@ -39,8 +39,11 @@ class StoreBatch(BaseModel):
     validators: Validators | None
     articles: list[Article]
     fetched_at: datetime
-    # Every entry key of the polled body: once the batch commits, the feed's known entries.
-    entry_keys: list[str] = []
+    # Once the batch commits, what the feed's window cache records (see dedupe.SeenCache):
+    # entry key -> the content hashes its article is stored under. ``departed`` (a poll's
+    # whole body) makes ``entries`` the window, and itself its margin; None (a push) adds.
+    entries: dict[str, list[str]] = {}
+    departed: dict[str, list[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: profile cold ingest and the steady cycle with py-spy",
     )
     parser.add_argument(
+        "--soak",
+        type=float,
+        metavar="SECONDS",
+        help="instead: run `aggregator run` this long over --soak-feeds farm feeds with churn "
+        "every cycle; report slopes of RSS, descriptors, Redis memory, database size per article",
+    )
+    parser.add_argument("--soak-feeds", type=int, default=10_000, metavar="N")
+    parser.add_argument("--soak-interval", type=float, default=60.0, metavar="SECONDS")
+    parser.add_argument("--soak-churn", type=float, default=0.05, metavar="SHARE")
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -131,6 +141,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     meta = _meta(args, sizes)
+    if args.soak:
+        from bench import soak
+
+        soak_sizes = soak.SoakSizes(
+            feeds=args.soak_feeds, interval=args.soak_interval, churn=args.soak_churn
+        )
+        found = asyncio.run(
+            soak.soak(args.soak, soak_sizes, overrides=overrides, progress=progress)
+        )
+        report.write_json({"meta": meta, "soak": found}, args.out / "soak.json")
+        print(soak.render(found))
+        print(f"\nwrote {args.out / 'soak.json'}")
+        return 0
     if args.profile:
         found = asyncio.run(_profile(sizes, args.out, overrides))
         report.write_json({"meta": meta, "profile": found}, args.out / "profile.json")

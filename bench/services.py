@@ -129,7 +129,7 @@ async def flush_redis(url: str) -> None:
 
 # What a running daemon keeps in Redis between polls: a run of the bench starts with it,
 # as a poll cycle of a daemon that has been running does.
-DAEMON_STATE = (b"aggregator:seen:", b"aggregator:entries:")
+DAEMON_STATE = (b"aggregator:window:",)
 
 
 async def flush_queues(url: str) -> None:

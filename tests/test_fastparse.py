@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from aggregator import fastparse
 from aggregator.normalize import FeedContext, normalize_feed
-from aggregator.parse import MAX_ENTRIES, ParsedFeed, _parse_xml_feed, defuse_xml, parse_feed
+from aggregator.parse import ParsedFeed, _parse_xml_feed, defuse_xml, parse_feed
 from bench.synthetic import render_feed
 from tests.groundtruth import OWN_CORPUS, SHARED_FIXTURES
 from tests.hostile import feeds
@@ -57,7 +57,7 @@ URL = "http://example.org/feed/"  # feedparser's tests resolve relative links ag
 def accepts(body: bytes, url: str = URL, content_type: str | None = None) -> bool:
     headers = {"content-location": url, **({"content-type": content_type} if content_type else {})}
     defused = defuse_xml(body, headers, [])
-    return fastparse.read_feed(defused, url=url, max_entries=MAX_ENTRIES) is not None
+    return fastparse.read_feed(defused, url=url, max_entries=5_000) is not None
 
 
 def both_paths(
@@ -191,8 +191,10 @@ def test_well_formed_document_skips_feedparser(monkeypatch: pytest.MonkeyPatch) 
     body = (OWN_CORPUS / "raw" / "dune-observer.rss.xml").read_bytes()
     fast = parse_feed(body, url=URL)
     assert not calls
-    truncated = body[: len(body) // 2]  # ill-formed: the fast path declines it
-    parse_feed(truncated, url=URL)
+    truncated = body[: len(body) // 2]  # cut at its last whole entry and closed: still fast
+    half = parse_feed(truncated, url=URL)
+    assert not calls and half.entries and "truncated document" in (half.warning or "")
+    parse_feed(body.replace(b"</title>", b"</titl>", 1), url=URL)  # ill-formed: declined
     assert len(calls) == 1
     assert fast.entries and fast.warning is None
 
@@ -201,9 +203,9 @@ def test_feedparser_settings_the_port_does_not_follow_turn_it_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     body = feeds.rss_bytes(feeds.item("settings"))
-    assert fastparse.read_feed(body, url=URL, max_entries=MAX_ENTRIES) is not None
+    assert fastparse.read_feed(body, url=URL, max_entries=5_000) is not None
     monkeypatch.setattr(feedparser, "RESOLVE_RELATIVE_URIS", False)
-    assert fastparse.read_feed(body, url=URL, max_entries=MAX_ENTRIES) is None
+    assert fastparse.read_feed(body, url=URL, max_entries=5_000) is None
 
 
 def test_more_entries_than_allowed_are_left_to_feedparser() -> None:
@@ -621,5 +623,5 @@ def test_raw_hostile_bodies_are_declined_unexpanded(tmp_path: Path) -> None:
     """No entity is ever substituted, no DTD read: such documents are declined outright."""
     for name, body in raw_documents(tmp_path):
         started = time.perf_counter()
-        assert fastparse.read_feed(body, url=URL, max_entries=MAX_ENTRIES) is None, name
+        assert fastparse.read_feed(body, url=URL, max_entries=5_000) is None, name
         assert time.perf_counter() - started < 1.0, name

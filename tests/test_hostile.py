@@ -269,6 +269,8 @@ async def check_case(
         expect.warning in record.getMessage() and about_feed(record, reg) for record in warnings
     ):
         problems.append(f"no logged warning with {expect.warning!r}")
+    if expect.warning and expect.warning not in (feed["last_warning"] or ""):
+        problems.append(f"last_warning {feed['last_warning']!r} lacks {expect.warning!r}")
     if expect.check is not None and rows:
         try:
             expect.check(rows)

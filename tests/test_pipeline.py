@@ -143,10 +143,10 @@ async def test_a_feed_remembers_its_delivered_entries(
     async with runtime.pool.acquire() as conn:
         feed_id = await conn.fetchval("INSERT INTO feeds (url) VALUES ($1) RETURNING id", url)
     await daemon.run_once(runtime)
-    assert len(await runtime.seen.known_entries(feed_id)) == 3
+    assert len((await runtime.seen.window(feed_id)).known_entries) == 3
 
     feed_server.add("mem.xml", _rss([(g, text.format(g)) for g in "dabc"]), validators=False)
     summary = await daemon.run_once(runtime)
     assert summary.articles_new == 1
-    assert len(await runtime.seen.known_entries(feed_id)) == 4
+    assert len((await runtime.seen.window(feed_id)).known_entries) == 4
     assert await runtime.pool.fetchval("SELECT count(*) FROM articles") == 4
