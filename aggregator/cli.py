@@ -304,14 +304,12 @@ async def _discover(settings: Settings, url: str) -> str:
 @command
 async def feeds_list() -> None:
     """List feeds with their state."""
+    from aggregator.status import feed_lines
+
     rows = await _with_connection(_settings(), feeds.list_all)
-    for f in rows:
-        state = "disabled" if f.disabled else ("failing" if f.last_error else "ok")
-        click.echo(
-            f"{f.id:>5}  {state:<8}  {f.region or '-':<8}  {f.language or '-':<3}  {f.url}"
-            + (f"  [{f.last_error_kind}: {f.last_error}]" if f.last_error else "")
-        )
-    if not rows:
+    if rows:
+        click.echo("\n".join(feed_lines(rows)))
+    else:
         click.echo(
             "no feeds; add one with `aggregator feeds add URL` or `aggregator feeds import FILE`"
         )

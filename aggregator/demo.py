@@ -10,6 +10,9 @@ time; it never touches the data of ``aggregator run``.
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
 import sys
 import tomllib
 from collections.abc import Callable
@@ -87,6 +90,18 @@ GROUP BY f.id ORDER BY f.id
 """
 
 
+def invoked_as(argv0: str | None = None) -> str:
+    """How to type this command again in the same shell: ``aggregator`` when that is what
+    the PATH finds, else the path it was run by (``.venv/bin/aggregator``)."""
+    argv0 = argv0 if argv0 is not None else sys.argv[0]
+    if os.path.basename(argv0) == "__main__.py":  # python -m aggregator
+        return f"{shlex.quote(sys.executable)} -m aggregator"
+    on_path = shutil.which("aggregator")
+    if on_path and os.path.realpath(on_path) == os.path.realpath(argv0):
+        return "aggregator"
+    return shlex.quote(argv0)
+
+
 async def run_demo(settings: Settings, echo: Echo) -> dict[str, Any]:
     """Run the demo; return the numbers it printed (for tests)."""
     samples = sample_feeds()
@@ -160,15 +175,16 @@ async def _report(
             f"{row['shared']:>7}"
         )
     echo("")
+    command = invoked_as()
     echo("Look at it (each command starts the demo's embedded servers, and stops them after):")
-    echo(f"  export AGGREGATOR_DATA_DIR={demo_dir}")
+    echo(f"  export AGGREGATOR_DATA_DIR={shlex.quote(str(demo_dir))}")
     echo(
-        '  aggregator psql -c "SELECT a.title, count(*) AS outlets FROM articles a '
+        f'  {command} psql -c "SELECT a.title, count(*) AS outlets FROM articles a '
         'JOIN article_sources s ON s.article_id = a.id GROUP BY a.id ORDER BY outlets DESC LIMIT 5"'
     )
-    echo("  aggregator psql            # an interactive session")
-    echo("  aggregator feeds list")
-    echo("  aggregator status")
+    echo(f"  {command} psql            # an interactive session")
+    echo(f"  {command} feeds list")
+    echo(f"  {command} status")
     return {
         "feeds_ok": summary.feeds_ok,
         "feeds_failed": summary.feeds_failed,

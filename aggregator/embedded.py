@@ -221,7 +221,10 @@ class EmbeddedServices:
         return _FileLock(self.data_dir / "start.lock")
 
     def _prepare_dirs(self) -> None:
-        for path in (self.pgdata, self.redis_dir, self.socket_dir):
+        if os.geteuid() == 0:  # the account enters the data directory (traverse, not list)
+            self.data_dir.chmod(self.data_dir.stat().st_mode | 0o011)
+        used = [self.pgdata] * self.postgres + [self.redis_dir] * self.redis
+        for path in (*used, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True)
             os.chown(path, self.account.uid, self.account.gid)
             path.chmod(0o700)

@@ -66,6 +66,15 @@ class Feed:
     failing_since: datetime | None = None
     moved_to: str | None = None
 
+    @property
+    def state(self) -> str:
+        """ok, new (never polled), failing or disabled: as ``aggregator status`` says."""
+        if self.disabled:
+            return "disabled"
+        if self.last_error:
+            return "failing"
+        return "new" if self.last_polled_at is None else "ok"
+
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Feed:
         return cls(**{name: row[name] for name in cls.__slots__})

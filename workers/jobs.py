@@ -131,8 +131,9 @@ def settings_class(queue_name: str) -> dict[str, Any]:
         settings = load_settings()
         if not settings.redis_url:
             raise ConfigError("AGGREGATOR_REDIS_URL must be set to run a standalone worker")
-    except ConfigError as exc:
-        sys.exit(f"error: {exc}")
+    except ConfigError as exc:  # one line, exit 2, as the aggregator command does
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     return {
         **worker_options(settings, queue_name),
         "redis_settings": queue.redis_settings(settings.redis_url),
