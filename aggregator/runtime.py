@@ -27,6 +27,7 @@ from aggregator import db, queue
 from aggregator.dedupe import SeenCache
 from aggregator.errors import ConfigError, ServiceUnavailableError
 from aggregator.fetch import Fetcher
+from aggregator.health import Liveness
 from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
 from aggregator.politeness import HostLimiter
 from aggregator.settings import Settings
@@ -58,6 +59,7 @@ class Runtime:
     parser: Executor
     seen: SeenCache
     hosts: HostLimiter
+    liveness: Liveness  # what /healthz reports about this process's loops
     parses: int = 0  # bodies parsed by this process: an unchanged feed must cost none
 
     async def parse(
@@ -164,4 +166,5 @@ async def open_runtime(
             parser=parser,
             seen=SeenCache(redis, ttl_seconds=int(settings.seen_cache_days * 86400)),
             hosts=HostLimiter(redis, settings),
+            liveness=Liveness(job_timeout=settings.job_timeout),
         )
