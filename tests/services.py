@@ -1,7 +1,8 @@
 """Where the test suite finds Postgres and Redis.
 
 Postgres: ``AGGREGATOR_TEST_DATABASE_URL``, else a server listening on
-127.0.0.1:5432, else the embedded one. Each session creates a database of its
+127.0.0.1:5432, else the embedded one (``AGGREGATOR_TEST_DATABASE_URL=embedded``
+chooses it). Each session creates a database of its
 own there and drops it at the end; no other database is touched.
 
 Redis: exactly the server named by ``AGGREGATOR_TEST_REDIS_URL`` (its database
@@ -34,7 +35,12 @@ def listening(host: str, port: int) -> bool:
 
 
 def server_database_url() -> str | None:
+    """The PostgreSQL server to make the session's database on; None: the embedded one
+    (also when ``AGGREGATOR_TEST_DATABASE_URL=embedded``, to try the suite as a machine
+    with nothing installed runs it)."""
     url = os.environ.get("AGGREGATOR_TEST_DATABASE_URL")
+    if url == "embedded":
+        return None
     if url:
         return url
     if listening("127.0.0.1", 5432):
