@@ -17,8 +17,9 @@ import pytest
 
 from aggregator import columns, demo, status
 from aggregator.embedded import EmbeddedServices
-from aggregator.feeds import Feed
-from aggregator.settings import Settings
+from aggregator.errors import ConfigError, InvalidFeedURLError
+from aggregator.feeds import Feed, FeedSpec
+from aggregator.settings import Settings, load_settings
 from tests import processes
 from tests.feedserver import FeedServer
 
@@ -47,18 +48,35 @@ def accepted(server: socket.socket) -> int:
         count += 1
 
 
+BAD_URLS = [
+    ("AGGREGATOR_REDIS_URL", "http://x", "not a Redis URL"),
+    ("AGGREGATOR_REDIS_URL", "redis://127.0.0.1:6379/99", "database '99'"),
+    ("AGGREGATOR_REDIS_URL", "redis://127.0.0.1:port/0", "port 'port'"),
+    ("AGGREGATOR_REDIS_URL", "unix:///run/redis.sock?db=x", "database 'x'"),
+    ("AGGREGATOR_DATABASE_URL", "mysql://u@127.0.0.1/x", "not a PostgreSQL URL"),
+    ("AGGREGATOR_DATABASE_URL", "postgresql://u:pw@127.0.0.1:54x2/x", "port '54x2'"),
+    ("AGGREGATOR_DATABASE_URL", "postgresql://u@my host:5432/x", "invalid host 'my host'"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "says"), BAD_URLS)
+def test_bad_service_url_is_a_setting_error(name: str, value: str, says: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None, **{name.removeprefix("AGGREGATOR_").lower(): value})
+    message = str(raised.value)
+    assert message.startswith(f"invalid setting: {name}: ") and says in message, message
+    assert "pw" not in message, "a password is never echoed"
+
+
 @pytest.mark.parametrize(
-    ("name", "value", "says"),
-    [
-        ("AGGREGATOR_REDIS_URL", "http://x", "not a Redis URL"),
-        ("AGGREGATOR_REDIS_URL", "redis://127.0.0.1:{port}/99", "database '99'"),
-        ("AGGREGATOR_REDIS_URL", "redis://127.0.0.1:port/0", "port 'port'"),
-        ("AGGREGATOR_DATABASE_URL", "mysql://u@127.0.0.1:{port}/x", "not a PostgreSQL URL"),
-        ("AGGREGATOR_DATABASE_URL", "postgresql://u:pw@127.0.0.1:54x2/x", "port '54x2'"),
-        ("AGGREGATOR_DATABASE_URL", "postgresql://u@my host:{port}/x", "invalid host 'my host'"),
-    ],
+    "url", ["redis://127.0.0.1:6379/15", "rediss://u:p@cache.example:6380/0", "unix:///r.sock?db=3"]
 )
-async def test_bad_service_url_is_a_setting_error_before_anything_connects(
+def test_good_redis_urls_pass(url: str) -> None:
+    assert load_settings(_env_file=None, redis_url=url).redis_url == url
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [BAD_URLS[0], BAD_URLS[5]])
+async def test_the_command_stops_with_exit_2_before_anything_connects(
     listener: tuple[int, socket.socket], name: str, value: str, says: str
 ) -> None:
     port, server = listener
@@ -66,14 +84,13 @@ async def test_bad_service_url_is_a_setting_error_before_anything_connects(
     env |= {  # the other service "is" our listener: a connection to it would show
         "AGGREGATOR_DATABASE_URL": f"postgresql://u@127.0.0.1:{port}/x",
         "AGGREGATOR_REDIS_URL": f"redis://127.0.0.1:{port}/0",
-        name: value.format(port=port),
+        name: value,
     }
     result = await cli(["status"], env)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: invalid setting: {name}: "), lines
     assert says in lines[0]
-    assert "pw" not in lines[0], "a password is never echoed"
     assert accepted(server) == 0, "nothing connected before the setting was refused"
 
 
@@ -110,22 +127,45 @@ async def test_only_the_missing_service_is_embedded(
     assert not (data_dir / "run" / "redis.sock").exists(), "the embedded Redis was stopped"
 
 
-async def test_feeds_add_refuses_what_can_never_be_fetched(
-    settings: Settings, clean_services: None
-) -> None:
-    env = processes.service_env(settings)
-    for url, reason in [
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
         ("http://exa mple.com/rss", "contains a space"),
         ("https://news..example/rss", "empty label"),
+        ("https://.news.example/rss", "empty label"),
         ("http://news.example:99999/rss", "Port out of range"),
+        ("http://news.example:0/rss", "port 0"),
         ("http://news<example.com/rss", "no host name can hold"),
-    ]:
-        result = await cli(["feeds", "add", url], env)
-        assert result.returncode == 1, (url, result.stdout)
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and "invalid feed URL" in lines[0] and reason in lines[0], lines
-    listed = await cli(["feeds", "list"], env)
-    assert "no feeds" in listed.stdout
+        ("http://news.example/\x00rss", "control characters"),
+        ("http://" + "a" * 64 + ".example/rss", "longer than 63"),
+    ],
+)
+def test_urls_that_can_never_be_fetched_are_refused(url: str, reason: str) -> None:
+    with pytest.raises(InvalidFeedURLError, match=reason):
+        FeedSpec(url=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://news.example/rss?q=a b",  # a space in the path is sent encoded
+        "http://ex_ample.com/rss",
+        "http://خبر.example/rss",  # an IDN host
+        "http://[::1]:8080/rss",
+        "http://NEWS.example./rss",
+    ],
+)
+def test_urls_that_may_work_are_accepted(url: str) -> None:
+    assert FeedSpec(url=url).url == url
+
+
+async def test_feeds_add_refuses_it_with_one_line(settings: Settings, clean_services: None) -> None:
+    env = processes.service_env(settings)
+    result = await cli(["feeds", "add", "http://exa mple.com/rss"], env)
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "invalid feed URL" in lines[0] and "contains a space" in lines[0]
+    assert "added" not in result.stdout
 
 
 async def test_feeds_add_keeps_a_feed_that_fails_today_with_a_warning(
