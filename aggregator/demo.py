@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from aggregator import daemon, feeds
+from aggregator import columns, daemon, feeds
 from aggregator.progress import Progress
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.services import services
@@ -171,8 +171,8 @@ async def _report(
     echo(f"{'feed':<36} {'lang':<5} {'items':>5} {'shared':>7}")
     for row in await rt.pool.fetch(_PER_FEED):
         echo(
-            f"{(row['title'] or '')[:36]:<36} {row['language'] or '-':<5} {row['items']:>5} "
-            f"{row['shared']:>7}"
+            f"{columns.left(row['title'] or '', 36)} {row['language'] or '-':<5} "
+            f"{row['items']:>5} {row['shared']:>7}"
         )
     echo("")
     command = invoked_as()
