@@ -32,6 +32,7 @@ SHUTDOWN_GRACE_SECONDS = 20
 SETTLE_SECONDS = 60
 RESTART_DELAY_SECONDS = 1.0
 START_RETRY_MAX_SECONDS = 30.0
+SCHEDULER_MAX_SILENCE = 120.0  # /healthz fails when a scheduler pass hangs longer than this
 
 
 class Workers:
@@ -51,6 +52,8 @@ class Workers:
             for name in queues
         ]
         self._tasks: list[asyncio.Task[None]] = []
+        for name in queues:
+            rt.liveness.watch_queue(name)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(w.async_run()) for w in self.workers]
@@ -156,8 +159,10 @@ async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
     refolding = asyncio.create_task(refold.run_in_background(rt.pool))
     log.info("daemon started: polling due feeds every %.1fs", rt.settings.scheduler_tick)
     outage = logs.Outage(log, "scheduler pass")
+    rt.liveness.watch_loop("scheduler", max(SCHEDULER_MAX_SILENCE, 10 * rt.settings.scheduler_tick))
     try:
         while not stop.is_set():
+            rt.liveness.beat("scheduler")
             try:
                 leases = await schedule.lease_due(rt.pool, rt.settings)
                 if leases:

@@ -5,13 +5,47 @@ role may not) and refuse a schema older than this version instead."""
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 
-from aggregator import migrations
+from aggregator import logs, migrations
+
+log = logging.getLogger("aggregator.db")
+
+_FLOOR_FAILED = "Failed to restore the pool connection floor"
+
+
+class _PoolFloorOutage(logging.Filter):
+    """asyncpg's pool logs "Failed to restore the pool connection floor; retrying" with a
+    full traceback at every retry (1, 2, 4 ... 60 s apart) while PostgreSQL is down. Here
+    that is one warning when the outage starts and one line when a pool connects again
+    (``_connected``), as every other outage in the daemon is (``logs.Outage``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outage = logs.Outage(log, "PostgreSQL pool connection")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(_FLOOR_FAILED):
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        self.outage.failed(error or ConnectionError("no detail"), "the pool keeps retrying")
+        return False
+
+
+_FLOOR = _PoolFloorOutage()
+logging.getLogger("asyncpg.pool").addFilter(_FLOOR)
+
+
+async def _connected(conn: asyncpg.Connection) -> None:
+    _FLOOR.outage.succeeded()
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=60)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, command_timeout=60, init=_connected
+    )
     assert pool is not None
     return pool
 

@@ -10,6 +10,9 @@ time; it never touches the data of ``aggregator run``.
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
 import sys
 import tomllib
 from collections.abc import Callable
@@ -19,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from aggregator import daemon, feeds
+from aggregator import columns, daemon, feeds
 from aggregator.progress import Progress
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.services import services
@@ -85,6 +88,18 @@ SELECT f.title, f.language, count(s.article_id) AS items,
 FROM feeds f LEFT JOIN article_sources s ON s.feed_id = f.id
 GROUP BY f.id ORDER BY f.id
 """
+
+
+def invoked_as(argv0: str | None = None) -> str:
+    """How to type this command again in the same shell: ``aggregator`` when that is what
+    the PATH finds, else the path it was run by (``.venv/bin/aggregator``)."""
+    argv0 = argv0 if argv0 is not None else sys.argv[0]
+    if os.path.basename(argv0) == "__main__.py":  # python -m aggregator
+        return f"{shlex.quote(sys.executable)} -m aggregator"
+    on_path = shutil.which("aggregator")
+    if on_path and os.path.realpath(on_path) == os.path.realpath(argv0):
+        return "aggregator"
+    return shlex.quote(argv0)
 
 
 async def run_demo(settings: Settings, echo: Echo) -> dict[str, Any]:
@@ -156,19 +171,20 @@ async def _report(
     echo(f"{'feed':<36} {'lang':<5} {'items':>5} {'shared':>7}")
     for row in await rt.pool.fetch(_PER_FEED):
         echo(
-            f"{(row['title'] or '')[:36]:<36} {row['language'] or '-':<5} {row['items']:>5} "
-            f"{row['shared']:>7}"
+            f"{columns.left(row['title'] or '', 36)} {row['language'] or '-':<5} "
+            f"{row['items']:>5} {row['shared']:>7}"
         )
     echo("")
+    command = invoked_as()
     echo("Look at it (each command starts the demo's embedded servers, and stops them after):")
-    echo(f"  export AGGREGATOR_DATA_DIR={demo_dir}")
+    echo(f"  export AGGREGATOR_DATA_DIR={shlex.quote(str(demo_dir))}")
     echo(
-        '  aggregator psql -c "SELECT a.title, count(*) AS outlets FROM articles a '
+        f'  {command} psql -c "SELECT a.title, count(*) AS outlets FROM articles a '
         'JOIN article_sources s ON s.article_id = a.id GROUP BY a.id ORDER BY outlets DESC LIMIT 5"'
     )
-    echo("  aggregator psql            # an interactive session")
-    echo("  aggregator feeds list")
-    echo("  aggregator status")
+    echo(f"  {command} psql            # an interactive session")
+    echo(f"  {command} feeds list")
+    echo(f"  {command} status")
     return {
         "feeds_ok": summary.feeds_ok,
         "feeds_failed": summary.feeds_failed,

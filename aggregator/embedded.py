@@ -14,8 +14,12 @@ parents are world-traversable already. (The packages' own launchers would
 instead chmod every parent of the data and binary folders, ``/root``
 included.)
 
+Only what the settings leave unset is started: with ``AGGREGATOR_DATABASE_URL``
+set, only the embedded Redis (and the other way round).
+
 Several commands may share one embedded pair: each holds a shared lock on
-``<data_dir>/users.lock`` while it runs, and the last one out stops the servers.
+``<data_dir>/users.lock`` while it runs, and the last one out stops the servers
+(whichever of the two are running).
 """
 
 from __future__ import annotations
@@ -100,10 +104,19 @@ def _service_account() -> _Account:
 class EmbeddedServices:
     """Start (or join) the embedded PostgreSQL and Redis; stop them when the last user leaves."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, postgres: bool = True, redis: bool = True) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.account = _service_account()
+        self.postgres = postgres
+        self.redis = redis
         self._lock_file: IO[bytes] | None = None
+
+    @property
+    def names(self) -> str:
+        """What this command uses: "PostgreSQL and Redis", "PostgreSQL" or "Redis"."""
+        return " and ".join(
+            name for name, used in (("PostgreSQL", self.postgres), ("Redis", self.redis)) if used
+        )
 
     # --- paths --------------------------------------------------------------------------------
 
@@ -157,14 +170,16 @@ class EmbeddedServices:
         try:
             with self._exclusive():
                 self._prepare_dirs()
-                self._start_postgres()
-                self._start_redis()
+                if self.postgres:
+                    self._start_postgres()
+                if self.redis:
+                    self._start_redis()
             fcntl.flock(self._lock_file, fcntl.LOCK_SH)
         except BaseException:
             self._lock_file.close()
             self._lock_file = None
             raise
-        log.info("using embedded PostgreSQL and Redis in %s", self.data_dir)
+        log.info("using embedded %s in %s", self.names, self.data_dir)
 
     def stop(self) -> None:
         """Leave; if no other command is using the servers, stop them cleanly."""
@@ -206,7 +221,10 @@ class EmbeddedServices:
         return _FileLock(self.data_dir / "start.lock")
 
     def _prepare_dirs(self) -> None:
-        for path in (self.pgdata, self.redis_dir, self.socket_dir):
+        if os.geteuid() == 0:  # the account enters the data directory (traverse, not list)
+            self.data_dir.chmod(self.data_dir.stat().st_mode | 0o011)
+        used = [self.pgdata] * self.postgres + [self.redis_dir] * self.redis
+        for path in (*used, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True)
             os.chown(path, self.account.uid, self.account.gid)
             path.chmod(0o700)
@@ -314,6 +332,8 @@ class EmbeddedServices:
             self._check(self._run_as_account([*psql, f'CREATE DATABASE "{DATABASE}"']), "createdb")
 
     def _stop_postgres(self) -> None:
+        if not (self.pgdata / "postmaster.pid").exists():
+            return  # never started here (this data directory's commands use a real server)
         bin_dir = self._postgres_bin()
         if self._postgres_running(bin_dir):
             self._run_as_account(
@@ -378,6 +398,8 @@ class EmbeddedServices:
         return result.stdout.strip() == "PONG"
 
     def _stop_redis(self) -> None:
+        if not (self.socket_dir / "redis.sock").exists():
+            return
         bin_dir = self._redis_bin()
         if self._redis_ping(bin_dir):
             self._run_as_account(

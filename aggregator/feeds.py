@@ -67,6 +67,15 @@ class Feed:
     moved_to: str | None = None
     last_warning: str | None = None
 
+    @property
+    def state(self) -> str:
+        """ok, new (never polled), failing or disabled: as ``aggregator status`` says."""
+        if self.disabled:
+            return "disabled"
+        if self.last_error:
+            return "failing"
+        return "new" if self.last_polled_at is None else "ok"
+
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Feed:
         return cls(**{name: row[name] for name in cls.__slots__})
@@ -124,11 +133,15 @@ class FeedSummary:
 
     id: int
     url: str
+    title: str | None
     region: str | None
     language: str | None
     disabled: bool
+    last_polled_at: datetime | None
     last_error_kind: str | None
     last_error: str | None
+
+    state = Feed.state
 
 
 async def summaries(conn: asyncpg.Connection) -> list[FeedSummary]:

@@ -102,16 +102,62 @@ def guarded_socket_factory(allowed: AddressPolicy) -> Callable[[Any], socket.soc
 
 
 def check_url(url: str) -> str:
-    """Raise ``InvalidFeedURLError`` unless ``url`` is an absolute http(s) URL."""
+    """Raise ``InvalidFeedURLError`` unless ``url`` is an absolute http(s) URL that could
+    ever be fetched: a host name DNS can hold (or an IP address) and a port that exists.
+
+    A URL that is well formed but fails today (a 404, a timeout) is not refused here."""
+    if any(not c.isprintable() for c in url):
+        raise InvalidFeedURLError(f"invalid feed URL {url!r}: it contains control characters")
     try:
         parsed = yarl.URL(url)
+        port = parsed.port
     except (ValueError, TypeError) as exc:
         raise InvalidFeedURLError(f"invalid feed URL {url!r}: {exc}") from None
     if parsed.scheme not in ("http", "https"):
         raise InvalidFeedURLError(f"invalid feed URL {url!r}: only http and https are allowed")
-    if not parsed.host:
+    if not parsed.raw_host:
         raise InvalidFeedURLError(f"invalid feed URL {url!r}: no host")
+    problem = _host_problem(parsed.raw_host)
+    if problem:
+        raise InvalidFeedURLError(f"invalid feed URL {url!r}: {problem}")
+    if port == 0:
+        raise InvalidFeedURLError(f"invalid feed URL {url!r}: port 0 cannot be connected to")
     return url
+
+
+def _fetchable(url: str) -> None:
+    """``check_url`` for a URL met while polling (a stored feed, a link, a page's
+    advertised feed): a refused one is that fetch's failure, recorded like any other."""
+    try:
+        check_url(url)
+    except InvalidFeedURLError as exc:
+        raise FetchError(str(exc), kind="invalid_url") from None
+
+
+_HOST_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` (as yarl encodes it: IDNA, lower case) can never be resolved, or None."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if any(c.isspace() for c in host):
+        return f"the host {host!r} contains a space"
+    name = host.lower().removesuffix(".")
+    if len(name) > 253:
+        return "the host name is longer than 253 characters"
+    for label in name.split("."):
+        if not label:
+            return f"the host {host!r} has an empty label (two dots in a row, or a leading dot)"
+        if len(label) > 63:
+            return f"the host {host!r} has a label longer than 63 characters"
+        bad = sorted(set(label) - _HOST_LABEL_CHARS)
+        if bad:
+            return f"the host {host!r} contains {''.join(bad)!r}, which no host name can hold"
+    return None
 
 
 class Fetcher:
@@ -174,7 +220,7 @@ class Fetcher:
     ) -> FetchResult:
         """GET ``url``; raise a ``FetchError`` subclass on anything but 2xx or 304."""
         assert self._session is not None, "use Fetcher as an async context manager"
-        check_url(url)
+        _fetchable(url)
         headers = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -257,7 +303,7 @@ class Fetcher:
         """POST a form (WebSub hub requests): same address policy and limits, no redirects.
         Returns the status and the start of the answer."""
         assert self._session is not None, "use Fetcher as an async context manager"
-        check_url(url)
+        _fetchable(url)
         try:
             async with self._session.post(url, data=data, allow_redirects=False) as response:
                 body = await self._read_capped(response)

@@ -3,7 +3,8 @@
 Counters and histograms move where the work happens (a fetch, a store batch);
 gauges that describe shared state (queue depths, feeds by state, the database
 pool) are refreshed by ``refresh_gauges`` before each scrape. Each process has
-its own registry; the daemon serves it at ``/metrics`` on its HTTP server.
+its own registry and serves it at ``/metrics`` (the daemon and each standalone
+worker); the gauges of shared state come from the daemon only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from aggregator import queue
 from aggregator.runtime import Runtime
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# Gauges of state every process sees alike (queues, feeds, the outbox): served by the
+# daemon only, so that a dashboard summing the fleet's processes counts them once.
+SHARED_REGISTRY = CollectorRegistry(auto_describe=True)
 
 FETCHES = Counter(
     "aggregator_fetches",
@@ -65,9 +69,24 @@ QUEUE_DEPTH = Gauge(
     "aggregator_queue_depth",
     "Jobs queued, deferred or running per arq queue (dead letters included).",
     ["queue"],
-    registry=REGISTRY,
+    registry=SHARED_REGISTRY,
 )
-FEEDS = Gauge("aggregator_feeds", "Feeds by state.", ["state"], registry=REGISTRY)
+FEEDS = Gauge(
+    "aggregator_feeds",
+    "Feeds by state (ok, new, failing, disabled).",
+    ["state"],
+    registry=SHARED_REGISTRY,
+)
+OUTBOX_PENDING = Gauge(
+    "aggregator_outbox_pending",
+    "Outbox rows not yet relayed to subscriber queues.",
+    registry=SHARED_REGISTRY,
+)
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "aggregator_outbox_oldest_pending_seconds",
+    "Age of the oldest outbox row not yet relayed (0 when none is pending).",
+    registry=SHARED_REGISTRY,
+)
 DB_POOL = Gauge(
     "aggregator_db_pool_connections",
     "Postgres pool connections by state.",
@@ -76,10 +95,21 @@ DB_POOL = Gauge(
 )
 
 _FEED_STATES = """
-SELECT count(*) FILTER (WHERE NOT disabled AND last_error IS NULL) AS ok,
+SELECT count(*) FILTER (WHERE NOT disabled AND last_error IS NULL
+                        AND last_polled_at IS NOT NULL) AS ok,
+       count(*) FILTER (WHERE NOT disabled AND last_error IS NULL
+                        AND last_polled_at IS NULL) AS new,
        count(*) FILTER (WHERE NOT disabled AND last_error IS NOT NULL) AS failing,
        count(*) FILTER (WHERE disabled) AS disabled
 FROM feeds
+"""
+
+# Both off the partial index of pending rows (outbox_pending_idx).
+_OUTBOX_BACKLOG = """
+SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL) AS pending,
+       COALESCE(EXTRACT(epoch FROM now() - (
+           SELECT created_at FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT 1)), 0)::float8
+           AS oldest_seconds
 """
 
 
@@ -90,14 +120,24 @@ def observe_freshness(region: str | None, published: list[datetime], stored_at: 
 
 
 async def queue_names(rt: Runtime) -> list[str]:
-    """Our arq queues: poll, store, and every subscriber's (and dead-letter lists)."""
+    """Our arq queues: poll, store, and every subscriber's (and dead-letter lists); not the
+    health-check keys that workers and consumers keep beside their queue."""
     names = [queue.POLL_QUEUE, queue.STORE_QUEUE]
     async for key in rt.redis.scan_iter(match="aggregator:subscriber:*", count=500):
-        names.append(key.decode() if isinstance(key, bytes) else key)
+        name = key.decode() if isinstance(key, bytes) else key
+        if ":health-check" not in name:
+            names.append(name)
     return sorted(set(names))
 
 
-async def refresh_gauges(rt: Runtime) -> None:
+async def refresh_gauges(rt: Runtime, *, shared: bool = True) -> None:
+    """This process's pool; with ``shared``, the state every process sees alike."""
+    size, idle = rt.pool.get_size(), rt.pool.get_idle_size()
+    DB_POOL.labels(state="in_use").set(size - idle)
+    DB_POOL.labels(state="idle").set(idle)
+    DB_POOL.labels(state="max").set(rt.pool.get_max_size())
+    if not shared:
+        return
     for name in await queue_names(rt):
         kind = await rt.redis.type(name)
         kind = kind.decode() if isinstance(kind, bytes) else kind
@@ -105,18 +145,20 @@ async def refresh_gauges(rt: Runtime) -> None:
             depth = await rt.redis.zcard(name)
         elif kind == "list":
             depth = await rt.redis.llen(name)  # type: ignore[misc]
+        elif kind == "none":
+            depth = 0  # an empty queue has no key
         else:
-            depth = 0
+            continue  # not a queue: a consumer's key of another kind
         QUEUE_DEPTH.labels(queue=name).set(depth)
     row = await rt.pool.fetchrow(_FEED_STATES)
-    for state in ("ok", "failing", "disabled"):
+    for state in ("ok", "new", "failing", "disabled"):
         FEEDS.labels(state=state).set(row[state])
-    size, idle = rt.pool.get_size(), rt.pool.get_idle_size()
-    DB_POOL.labels(state="in_use").set(size - idle)
-    DB_POOL.labels(state="idle").set(idle)
-    DB_POOL.labels(state="max").set(rt.pool.get_max_size())
+    backlog = await rt.pool.fetchrow(_OUTBOX_BACKLOG)
+    OUTBOX_PENDING.set(backlog["pending"])
+    OUTBOX_OLDEST_SECONDS.set(backlog["oldest_seconds"])
 
 
-async def exposition(rt: Runtime) -> bytes:
-    await refresh_gauges(rt)
-    return generate_latest(REGISTRY)
+async def exposition(rt: Runtime, *, shared: bool = True) -> bytes:
+    await refresh_gauges(rt, shared=shared)
+    own = generate_latest(REGISTRY)
+    return own + generate_latest(SHARED_REGISTRY) if shared else own

@@ -3,7 +3,8 @@
 With ``AGGREGATOR_DATABASE_URL`` and ``AGGREGATOR_REDIS_URL`` set, those
 servers are used as they are. Whatever is unset comes from the embedded
 servers under ``AGGREGATOR_DATA_DIR`` (see ``aggregator.embedded``), started
-for the command and stopped when the last command using them ends.
+for the command and stopped when the last command using them ends: only the
+one that is unset (a real PostgreSQL and an embedded Redis is a fine pair).
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ async def services(
     if settings.database_url and (settings.redis_url or not redis):
         yield ServiceURLs(settings.database_url, settings.redis_url or "")
         return
-    embedded = EmbeddedServices(data_dir or settings.data_dir)
+    embedded = EmbeddedServices(
+        data_dir or settings.data_dir,
+        postgres=not settings.database_url,
+        redis=not settings.redis_url,
+    )
     await asyncio.to_thread(embedded.start)
     try:
         yield ServiceURLs(

@@ -8,10 +8,12 @@ naming the environment variable, so a typo never shows a traceback.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aggregator.errors import ConfigError
@@ -47,7 +49,9 @@ class Settings(BaseSettings):
         description="PostgreSQL DSN (postgresql://user@host:port/db). Unset: an embedded server.",
     )
     redis_url: str | None = Field(
-        None, description="Redis URL (redis://host:port/db or unix:///path). Unset: embedded."
+        None,
+        description="Redis URL (redis://host:port/db, rediss:// or unix:///path?db=N; "
+        "db 0-15). Unset: embedded.",
     )
     data_dir: Path = Field(
         default_factory=default_data_dir,
@@ -188,6 +192,20 @@ class Settings(BaseSettings):
 
         return self.user_agent or f"regional-news-aggregator/{__version__} (+{self.contact_url})"
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_usable(cls, url: str | None) -> str | None:
+        if url:
+            check_database_url(url)
+        return url or None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_usable(cls, url: str | None) -> str | None:
+        if url:
+            check_redis_url(url)
+        return url or None
+
     @model_validator(mode="after")
     def _intervals_ordered(self) -> Settings:
         if self.min_interval > self.max_interval:
@@ -198,12 +216,72 @@ class Settings(BaseSettings):
         return self
 
 
+REDIS_DATABASES = 16  # Redis' default `databases`; SELECT of a higher number fails
+
+
+def check_database_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` is a PostgreSQL DSN asyncpg can use, before any
+    connection is tried (a typo must not look like an outage)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("not a PostgreSQL URL: it must start with postgresql://")
+    hosts = parts.netloc.rpartition("@")[2]
+    for host in hosts.split(",") if hosts else []:
+        name, port = _host_and_port(host)
+        if not name or any(c.isspace() or c in "/?#" for c in name):
+            raise ValueError(f"invalid host {name!r}")
+        if port is not None:
+            _check_port(port)
+    for port in parse_qs(parts.query).get("port", []):
+        _check_port(port)
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` is a Redis URL with a database Redis has."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("not a Redis URL: it must start with redis://, rediss:// or unix://")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("a unix:// URL needs the socket's path: unix:///path/to/redis.sock")
+        databases = parse_qs(parts.query).get("db", ["0"])
+    else:
+        name, port = _host_and_port(parts.netloc.rpartition("@")[2])
+        if not name or any(c.isspace() for c in name):
+            raise ValueError(f"invalid host {name!r}")
+        if port is not None:
+            _check_port(port)
+        databases = [parts.path.strip("/") or "0"]
+    for db in databases:
+        if not (db.isdigit() and int(db) < REDIS_DATABASES):
+            raise ValueError(
+                f"database {db!r} is not a number from 0 to {REDIS_DATABASES - 1} "
+                "(Redis' databases)"
+            )
+
+
+def _host_and_port(netloc: str) -> tuple[str, str | None]:
+    if netloc.startswith("["):  # an IPv6 literal
+        host, _, rest = netloc[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else None
+    host, colon, port = netloc.partition(":")
+    return host, port if colon else None
+
+
+def _check_port(port: str) -> None:
+    if not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"port {port!r} is not a number from 1 to 65535")
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build the settings, or raise ``ConfigError`` with one line naming the bad setting."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+
+
+_SECRET_IN_URL = re.compile(r"(://[^/@:]*:)[^/@]*@")
 
 
 def _describe(exc: ValidationError) -> str:
@@ -213,8 +291,11 @@ def _describe(exc: ValidationError) -> str:
         if loc:
             name = ENV_PREFIX + str(loc[0]).upper()
             given = error.get("input")
+            if isinstance(given, str):
+                given = _SECRET_IN_URL.sub(r"\1***@", given)  # never echo a password
             shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
-            problems.append(f"{name}: {error['msg']}{shown}")
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {message}{shown}")
         else:
             problems.append(str(error["msg"]).removeprefix("Value error, "))
     return "invalid setting: " + "; ".join(problems)

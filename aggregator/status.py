@@ -1,17 +1,24 @@
-"""Status: feed health and per-region totals, for `aggregator status` (table or JSON)."""
+"""Status: feed health and per-region totals, for `aggregator status` (table or JSON).
+
+A feed's state: ``ok`` (its last poll worked), ``new`` (not polled yet), ``failing``
+(its last poll failed; it is retried with backoff) or ``disabled``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from aggregator import columns
+from aggregator.feeds import Feed, FeedSummary
+
 _FEEDS = """
 SELECT f.id, f.url, f.title, f.region,
        CASE WHEN f.disabled THEN 'disabled' WHEN f.last_error IS NOT NULL THEN 'failing'
-            ELSE 'ok' END AS state,
+            WHEN f.last_polled_at IS NULL THEN 'new' ELSE 'ok' END AS state,
        f.last_success_at, f.last_error_kind, f.last_error, f.error_count, f.disabled_reason,
        f.last_warning,
        CASE WHEN f.disabled THEN NULL ELSE f.next_poll_at END AS next_poll_at,
@@ -22,7 +29,10 @@ FROM feeds f ORDER BY f.region NULLS LAST, f.id
 
 _REGIONS = """
 SELECT COALESCE(f.region, '-') AS region, count(*) AS feeds,
-       count(*) FILTER (WHERE NOT f.disabled AND f.last_error IS NULL) AS ok,
+       count(*) FILTER (WHERE NOT f.disabled AND f.last_error IS NULL
+                        AND f.last_polled_at IS NOT NULL) AS ok,
+       count(*) FILTER (WHERE NOT f.disabled AND f.last_error IS NULL
+                        AND f.last_polled_at IS NULL) AS new,
        count(*) FILTER (WHERE NOT f.disabled AND f.last_error IS NOT NULL) AS failing,
        count(*) FILTER (WHERE f.disabled) AS disabled,
        COALESCE(sum((SELECT count(*) FROM article_sources s
@@ -54,6 +64,7 @@ class RegionTotals:
     region: str
     feeds: int
     ok: int
+    new: int  # never polled yet
     failing: int
     disabled: int
     articles_24h: int
@@ -73,7 +84,7 @@ def as_json(feeds: list[FeedHealth], regions: list[RegionTotals]) -> dict[str, A
 
 
 def render(feeds: list[FeedHealth], regions: list[RegionTotals], *, now: datetime) -> list[str]:
-    """A table a terminal shows at a glance."""
+    """A table a terminal shows at a glance (columns measured in cells: see ``columns``)."""
     lines = [
         f"{'id':>5}  {'state':<8}  {'region':<10}  {'last ok':>8}  {'next':>8}  "
         f"{'24h':>4}  feed / problem"
@@ -85,16 +96,39 @@ def render(feeds: list[FeedHealth], regions: list[RegionTotals], *, now: datetim
         if f.last_warning and not problem:
             problem = f"warning: {f.last_warning}"
         lines.append(
-            f"{f.id:>5}  {f.state:<8}  {(f.region or '-')[:10]:<10}  "
+            f"{f.id:>5}  {f.state:<8}  {columns.left(f.region or '-', 10)}  "
             f"{_ago(f.last_success_at, now):>8}  {_until(f.next_poll_at, now):>8}  "
-            f"{f.articles_24h:>4}  {f.title or f.url}" + (f"  [{problem[:120]}]" if problem else "")
+            f"{f.articles_24h:>4}  {columns.cut(f.title or f.url, 60)}"
+            + (f"  [{columns.cut(problem, 80)}]" if problem else "")
         )
     lines.append("")
-    lines.append(f"{'region':<12} {'feeds':>5} {'ok':>5} {'failing':>7} {'disabled':>8} {'24h':>6}")
+    lines.append(
+        f"{'region':<12} {'feeds':>5} {'ok':>5} {'new':>5} {'failing':>7} {'disabled':>8} "
+        f"{'24h':>6}"
+    )
     for r in regions:
         lines.append(
-            f"{r.region[:12]:<12} {r.feeds:>5} {r.ok:>5} {r.failing:>7} {r.disabled:>8} "
-            f"{r.articles_24h:>6}"
+            f"{columns.left(r.region, 12)} {r.feeds:>5} {r.ok:>5} {r.new:>5} {r.failing:>7} "
+            f"{r.disabled:>8} {r.articles_24h:>6}"
+        )
+    return lines
+
+
+FEED_TITLE_CELLS = 30
+
+
+def feed_lines(feeds: Sequence[Feed | FeedSummary]) -> list[str]:
+    """``aggregator feeds list``: a header, then one aligned line per feed."""
+    lines = [
+        f"{'id':>5}  {'state':<8}  {'region':<10}  {'lang':<4}  "
+        f"{columns.left('title', FEED_TITLE_CELLS)}  url"
+    ]
+    for f in feeds:
+        lines.append(
+            f"{f.id:>5}  {f.state:<8}  {columns.left(f.region or '-', 10)}  "
+            f"{columns.left(f.language or '-', 4)}  "
+            f"{columns.left(f.title or '-', FEED_TITLE_CELLS)}  {f.url}"
+            + (f"  [{f.last_error_kind}: {columns.cut(f.last_error, 80)}]" if f.last_error else "")
         )
     return lines
 

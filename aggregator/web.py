@@ -1,7 +1,12 @@
 """The daemon's HTTP server: health, Prometheus metrics and WebSub callbacks.
 
-``/healthz`` answers while the process runs; ``/readyz`` only when Postgres and
-Redis answer and the schema is current; ``/metrics`` is Prometheus' text format.
+``/healthz`` says whether this process is alive and consuming: each of its arq
+workers recorded its own health lately or is busy with a job, and the daemon's
+scheduler loop turns (see ``aggregator.health``); ``/readyz`` only when Postgres
+and Redis answer and the schema is current; ``/metrics`` is Prometheus' text
+format. The daemon and each standalone worker serve it; only the daemon reports
+the gauges of shared state (queue depths, feeds by state, the outbox), so that a
+dashboard summing the fleet counts them once.
 
 Bound to ``AGGREGATOR_HTTP_HOST`` (127.0.0.1 by default) on
 ``AGGREGATOR_HTTP_PORT``; without a port, no server runs. Reach the WebSub
@@ -29,11 +34,13 @@ log = logging.getLogger("aggregator.web")
 
 READY_TIMEOUT = 2.0
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+SHARED_METRICS: web.AppKey[bool] = web.AppKey("shared_metrics", bool)
 
 
-def create_app(rt: Runtime) -> web.Application:
+def create_app(rt: Runtime, *, shared_metrics: bool = True) -> web.Application:
     app = web.Application(client_max_size=rt.settings.max_body_bytes)
     app[RUNTIME] = rt
+    app[SHARED_METRICS] = shared_metrics
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -43,7 +50,16 @@ def create_app(rt: Runtime) -> web.Application:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.Response(text="ok\n")
+    rt = request.app[RUNTIME]
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            alive, lines = await rt.liveness.check(rt.redis)
+    except TimeoutError:
+        alive, lines = False, ["Redis did not answer in time"]
+    return web.Response(
+        status=200 if alive else 503,
+        text="\n".join(["ok" if alive else "not alive", *lines]) + "\n",
+    )
 
 
 async def _readyz(request: web.Request) -> web.Response:
@@ -67,7 +83,7 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = await metrics.exposition(request.app[RUNTIME])
+    body = await metrics.exposition(request.app[RUNTIME], shared=request.app[SHARED_METRICS])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -112,12 +128,12 @@ async def _websub_push(request: web.Request) -> web.Response:
 
 
 @asynccontextmanager
-async def serve(rt: Runtime) -> AsyncIterator[str | None]:
+async def serve(rt: Runtime, *, shared_metrics: bool = True) -> AsyncIterator[str | None]:
     """Run the server while the block runs; yield its base URL (None without a port)."""
     if rt.settings.http_port is None:
         yield None
         return
-    runner = web.AppRunner(create_app(rt), access_log=None)
+    runner = web.AppRunner(create_app(rt, shared_metrics=shared_metrics), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, rt.settings.http_host, rt.settings.http_port)
     await site.start()

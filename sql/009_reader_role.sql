@@ -30,10 +30,11 @@ BEGIN
     GRANT SELECT (article_id, feed_id, url, guid, title, seen_at)
         ON article_sources TO aggregator_reader;
     -- Not: etag, last_modified, last_body_hash, poll_interval, update_interval,
-    -- last_polled_at, failing_since, disabled_at, moved_to, moved_count, lease_token,
+    -- failing_since, disabled_at, moved_to, moved_count, lease_token,
     -- websub_*, full_text.
     GRANT SELECT (id, url, title, site_url, region, language, disabled, disabled_reason,
-                  last_success_at, last_error, last_error_kind, error_count, next_poll_at,
+                  last_polled_at, last_success_at, last_error, last_error_kind, error_count,
+                  next_poll_at,
                   created_at)
         ON feeds TO aggregator_reader;
     GRANT SELECT (id, article_id, created_at, sent_at) ON outbox TO aggregator_reader;

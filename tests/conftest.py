@@ -28,23 +28,35 @@ TABLES = ("article_sources", "articles", "feeds", "outbox", "subscribers", "stor
 
 @pytest.fixture(scope="session")
 def service_urls() -> Iterator[tuple[str, str]]:
-    """Test URLs if set, else servers on localhost, else the embedded pair in a temp dir."""
-    server_db, redis_url = services.server_database_url(), services.server_redis_url()
+    """(database URL, Redis URL) for the session: see ``tests/services.py`` for where from.
+
+    The database is created for the session and dropped after it; the Redis is the one
+    ``AGGREGATOR_TEST_REDIS_URL`` names, else a throwaway server of the session's own."""
+    server_db = services.server_database_url()
+    redis_url = services.named_redis_url()
+    own_redis = None if redis_url else services.ThrowawayRedis().start()
     embedded = None
-    if server_db is None or redis_url is None:
-        # Not under pytest's private tmp folder: as root, the servers run as another user.
-        embedded = EmbeddedServices(Path(tempfile.mkdtemp(prefix="aggregator-test-")))
-        embedded.start()
-        print(f"\nusing embedded PostgreSQL and Redis in {embedded.data_dir}")
-        server_db = server_db or embedded.database_url
-        redis_url = redis_url or embedded.redis_url
-    name = f"aggregator_test_{os.getpid()}"
-    database_url = asyncio.run(services.create_database(server_db, name))
     try:
-        yield database_url, redis_url
+        if own_redis is not None:
+            redis_url = own_redis.url
+        if server_db is None:
+            # Not under pytest's private tmp folder: as root, the server runs as another user.
+            embedded = EmbeddedServices(
+                Path(tempfile.mkdtemp(prefix="aggregator-test-")), redis=False
+            )
+            embedded.start()
+            print(f"\nusing embedded PostgreSQL in {embedded.data_dir}")
+            server_db = embedded.database_url
+        assert redis_url is not None
+        name = f"aggregator_test_{os.getpid()}"
+        database_url = asyncio.run(services.create_database(server_db, name))
+        try:
+            yield database_url, redis_url
+        finally:
+            asyncio.run(services.drop_database(server_db, name))
     finally:
-        asyncio.run(services.drop_database(server_db, name))
-        services.release_redis_db(redis_url)
+        if own_redis is not None:
+            own_redis.stop()
         if embedded is not None:
             embedded.stop()
             shutil.rmtree(embedded.data_dir, ignore_errors=True)
@@ -69,9 +81,8 @@ async def clean_services(database_url: str, redis_url: str) -> AsyncIterator[Non
         await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     finally:
         await conn.close()
-    client = redis.asyncio.from_url(redis_url)
+    client = redis.asyncio.from_url(redis_url)  # the session's own, or the one named for tests
     await client.flushdb()
-    await client.set(services.SESSION_KEY, os.getpid(), ex=3 * 3600)  # keep our claim on it
     await client.aclose()
     yield
 

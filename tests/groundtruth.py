@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from aggregator import daemon, feeds
 from aggregator.runtime import Runtime
@@ -31,11 +32,32 @@ SHARED_FIXTURES = Path(
 )
 
 
+SHARED_MISSING = (
+    f"the shared corpus is not there ({SHARED_FIXTURES}): a checkout without ../shared "
+    "beside it, or set AGGREGATOR_SHARED_FIXTURES"
+)
+
+
 def corpora() -> list[Path]:
+    """The corpora present: ours always, the shared one when it sits beside the checkout."""
     found = [OWN_CORPUS]
     if (SHARED_FIXTURES / "ground_truth.json").exists():
         found.append(SHARED_FIXTURES)
     return [c for c in found if (c / "ground_truth.json").exists()]
+
+
+def corpus_params() -> list[Any]:
+    """Both corpora as test parameters; the shared one is a visible skip when it is missing."""
+    params = [pytest.param(c, id=c.parent.name + "/" + c.name) for c in corpora()]
+    if SHARED_FIXTURES not in corpora():
+        params.append(
+            pytest.param(
+                SHARED_FIXTURES,
+                id="fixtures/feeds",
+                marks=pytest.mark.skip(reason=SHARED_MISSING),
+            )
+        )
+    return params
 
 
 @dataclass

@@ -77,10 +77,15 @@ async def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI to completion without blocking the event loop (a test's feed server
     lives on it)."""
+    return await run([sys.executable, "-m", "aggregator", *args], env, timeout=timeout)
+
+
+async def run(
+    command: Sequence[str], env: dict[str, str], *, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run any command to completion without blocking the event loop."""
+    args = list(command)
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aggregator",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

@@ -8,7 +8,7 @@ import pytest
 
 from aggregator import bodytext
 from aggregator.normalize import FeedContext, articles_from_document
-from tests.groundtruth import SHARED_FIXTURES, Corpus, corpora
+from tests.groundtruth import SHARED_FIXTURES, SHARED_MISSING, Corpus, corpus_params
 
 SEED_BOILERPLATE = (
     "AP National Security Writer",
@@ -21,7 +21,7 @@ SEED_BOILERPLATE = (
 )
 
 
-@pytest.mark.skipif(not (SHARED_FIXTURES / "ground_truth.json").exists(), reason="no ../shared")
+@pytest.mark.skipif(not (SHARED_FIXTURES / "ground_truth.json").exists(), reason=SHARED_MISSING)
 def test_seed_republications_keep_the_story_and_drop_the_boilerplate() -> None:
     corpus = Corpus.load(SHARED_FIXTURES)
     seed_items = [i for i in corpus.items if i["story_id"] == "S00"]
@@ -52,7 +52,7 @@ def test_seed_republications_keep_the_story_and_drop_the_boilerplate() -> None:
     assert checked == 4
 
 
-@pytest.mark.parametrize("root", corpora(), ids=lambda p: p.name)
+@pytest.mark.parametrize("root", corpus_params())
 def test_every_body_hash_matches_the_ground_truth(root) -> None:  # type: ignore[no-untyped-def]
     """The body-text rules reproduce the corpus' body_sha256 for every item."""
     import hashlib

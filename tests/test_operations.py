@@ -165,7 +165,8 @@ def test_grafana_dashboard_uses_only_metrics_we_export() -> None:
     )
     exported = {
         sample_name
-        for family in metrics.REGISTRY.collect()
+        for registry in (metrics.REGISTRY, metrics.SHARED_REGISTRY)
+        for family in registry.collect()
         for sample_name in (family.name, f"{family.name}_total", f"{family.name}_bucket")
     }
     used = {

@@ -12,9 +12,9 @@ from aggregator import daemon, queue
 from aggregator.normalize import FeedContext, articles_from_document
 from aggregator.runtime import Runtime
 from tests.feedserver import FeedServer
-from tests.groundtruth import Corpus, corpora, ingest, pairwise
+from tests.groundtruth import Corpus, corpora, corpus_params, ingest, pairwise
 
-CORPORA = [pytest.param(c, id=c.parent.name + "/" + c.name) for c in corpora()]
+CORPORA = corpus_params()
 
 
 @pytest.mark.parametrize("root", CORPORA)

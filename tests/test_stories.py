@@ -34,9 +34,9 @@ from aggregator.settings import Settings
 from aggregator.store import StoreBatch, Validators, store_batch
 from tests import processes
 from tests.feedserver import FeedServer
-from tests.groundtruth import Corpus, corpora, ingest, pairwise
+from tests.groundtruth import Corpus, corpora, corpus_params, ingest, pairwise
 
-CORPORA = [pytest.param(c, id=c.parent.name + "/" + c.name) for c in corpora()]
+CORPORA = corpus_params()
 T0 = datetime(2015, 2, 16, 6, 0, tzinfo=UTC)
 
 

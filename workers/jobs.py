@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -16,7 +17,8 @@ import asyncpg
 from arq import Retry, func
 from arq.worker import Function
 
-from aggregator import queue
+from aggregator import queue, web
+from aggregator.health import HEALTH_INTERVAL, health_key
 from aggregator.refresh import refresh_feeds
 from aggregator.refresh import store_articles as store
 from aggregator.runtime import SERVICE_ERRORS, Runtime, open_runtime, poll_jobs
@@ -33,12 +35,14 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 # A store batch is the only copy of its articles until it commits, so it waits out
-# a Postgres outage instead of giving up after ``max_tries``: with retries a minute
-# apart at most, this many tries span more than a day. (A batch that fails for any
-# other reason fails once and is logged; arq retries only ``Retry``.)
-STORE_MAX_TRIES = 1500
+# a Postgres outage instead of giving up after ``max_tries``: with retries 15 s apart
+# at most, this many tries span more than a day, and a batch is stored within 15 s of
+# the end of an outage (a minute's cap kept it waiting up to 32 s after a 30 s one).
+# (A batch that fails for any other reason fails once and is logged; arq retries
+# only ``Retry``.)
+STORE_MAX_TRIES = 6000
 POLL_RESULT_SECONDS = 60
-RETRY_DELAY_CAP_SECONDS = 60
+RETRY_DELAY_CAP_SECONDS = 15
 
 
 def _retry(ctx: dict[str, Any], exc: BaseException) -> Retry:
@@ -102,6 +106,17 @@ def functions_for(queue_name: str, settings: Settings) -> list[Function]:
     ]
 
 
+def _job_seen(queue_name: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """An arq job hook that tells this process's liveness a job started or ended."""
+
+    async def seen(ctx: dict[str, Any]) -> None:
+        runtime = ctx.get("runtime")
+        if runtime is not None:
+            runtime.liveness.job_event(queue_name)
+
+    return seen
+
+
 def worker_options(settings: Settings, queue_name: str) -> dict[str, Any]:
     """The arq ``Worker`` keyword arguments for one of our queues."""
     return {
@@ -115,16 +130,26 @@ def worker_options(settings: Settings, queue_name: str) -> dict[str, Any]:
         "job_timeout": settings.job_timeout,
         "max_tries": settings.max_tries,
         "poll_delay": settings.poll_delay,
-        "health_check_interval": 30,
+        # A health record of this process's own (see aggregator.health), read by /healthz.
+        "health_check_interval": HEALTH_INTERVAL,
+        "health_check_key": health_key(queue_name),
+        "on_job_start": _job_seen(queue_name),
+        "after_job_end": _job_seen(queue_name),
     }
 
 
-async def startup(ctx: dict[str, Any]) -> None:
-    """Standalone workers (``arq workers.poll.WorkerSettings``) build their own runtime."""
-    stack = AsyncExitStack()
-    runtime: Runtime = await stack.enter_async_context(open_runtime(load_settings()))
-    ctx["runtime"] = runtime
-    ctx["exit_stack"] = stack
+def startup_for(queue_name: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    async def startup(ctx: dict[str, Any]) -> None:
+        """Standalone workers (``arq workers.poll.WorkerSettings``) build their own runtime
+        and, with ``AGGREGATOR_HTTP_PORT`` set, serve /healthz and /metrics for this process."""
+        stack = AsyncExitStack()
+        runtime: Runtime = await stack.enter_async_context(open_runtime(load_settings()))
+        runtime.liveness.watch_queue(queue_name)
+        ctx["runtime"] = runtime
+        ctx["exit_stack"] = stack
+        await stack.enter_async_context(web.serve(runtime, shared_metrics=False))
+
+    return startup
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -143,11 +168,12 @@ def settings_class(queue_name: str) -> dict[str, Any]:
         settings = load_settings()
         if not settings.redis_url:
             raise ConfigError("AGGREGATOR_REDIS_URL must be set to run a standalone worker")
-    except ConfigError as exc:
-        sys.exit(f"error: {exc}")
+    except ConfigError as exc:  # one line, exit 2, as the aggregator command does
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     return {
         **worker_options(settings, queue_name),
         "redis_settings": queue.redis_settings(settings.redis_url),
-        "on_startup": startup,
+        "on_startup": startup_for(queue_name),
         "on_shutdown": shutdown,
     }
