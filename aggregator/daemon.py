@@ -22,7 +22,8 @@ from arq.worker import Worker
 
 from aggregator import deliveries, logs, outbox, queue, refold, retention, schedule
 from aggregator.errors import ServiceUnavailableError
-from aggregator.runtime import SERVICE_ERRORS, Runtime, open_runtime
+from aggregator.reach import SERVICE_ERRORS
+from aggregator.runtime import Runtime, open_runtime
 from aggregator.settings import Settings
 from workers.jobs import worker_options
 

@@ -47,7 +47,7 @@ from aggregator.consumer import (
     dead_letter_key,
     queue_name,
 )
-from aggregator.runtime import SERVICE_ERRORS
+from aggregator.reach import SERVICE_ERRORS
 
 log = logging.getLogger("aggregator.deliveries")
 

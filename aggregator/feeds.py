@@ -69,16 +69,20 @@ class Feed:
 
     @property
     def state(self) -> str:
-        """ok, new (never polled), failing or disabled: as ``aggregator status`` says."""
-        if self.disabled:
-            return "disabled"
-        if self.last_error:
-            return "failing"
-        return "new" if self.last_polled_at is None else "ok"
+        return state(self.disabled, self.last_error, self.last_polled_at)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Feed:
         return cls(**{name: row[name] for name in cls.__slots__})
+
+
+def state(disabled: bool, last_error: str | None, last_polled_at: datetime | None) -> str:
+    """ok, new (never polled), failing or disabled: as ``aggregator status`` says."""
+    if disabled:
+        return "disabled"
+    if last_error:
+        return "failing"
+    return "new" if last_polled_at is None else "ok"
 
 
 _COLUMNS = ", ".join(Feed.__slots__)
@@ -141,7 +145,9 @@ class FeedSummary:
     last_error_kind: str | None
     last_error: str | None
 
-    state = Feed.state
+    @property
+    def state(self) -> str:
+        return state(self.disabled, self.last_error, self.last_polled_at)
 
 
 async def summaries(conn: asyncpg.Connection) -> list[FeedSummary]:

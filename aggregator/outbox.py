@@ -31,7 +31,7 @@ import asyncpg
 from arq.connections import ArqRedis
 
 from aggregator import locks, logs, subscribers
-from aggregator.runtime import SERVICE_ERRORS
+from aggregator.reach import SERVICE_ERRORS
 
 log = logging.getLogger("aggregator.outbox")
 

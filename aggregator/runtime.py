@@ -8,41 +8,32 @@ fetching while feeds are parsed.
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import logging
 import multiprocessing
 import os
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
-import redis.exceptions
 from arq.connections import ArqRedis
 
 from aggregator import db, queue
 from aggregator.dedupe import SeenCache
 from aggregator.errors import (
-    AggregatorError,
     ConfigError,
-    ServiceError,
-    ServiceRefusedError,
-    ServiceUnavailableError,
 )
 from aggregator.fetch import Fetcher
 from aggregator.health import Liveness
 from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
 from aggregator.politeness import HostLimiter
-from aggregator.reach import SERVICE_ERRORS, naming, service_error, where
+from aggregator.reach import naming
 from aggregator.settings import Settings
 
 log = logging.getLogger("aggregator")
-
 
 
 @dataclass

@@ -27,7 +27,7 @@ import pytest
 from aggregator import locks, migrations, subscribers
 from aggregator.dedupe import content_hash
 from aggregator.normalize import Article
-from aggregator.runtime import service_error
+from aggregator.reach import service_error
 from aggregator.settings import Settings
 from aggregator.store import StoreBatch, Validators, store_batch
 from tests import processes, services

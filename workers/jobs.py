@@ -19,9 +19,10 @@ from arq.worker import Function
 
 from aggregator import queue, web
 from aggregator.health import HEALTH_INTERVAL, health_key
+from aggregator.reach import SERVICE_ERRORS
 from aggregator.refresh import refresh_feeds
 from aggregator.refresh import store_articles as store
-from aggregator.runtime import SERVICE_ERRORS, Runtime, open_runtime, poll_jobs
+from aggregator.runtime import Runtime, open_runtime, poll_jobs
 from aggregator.settings import Settings, load_settings
 from aggregator.store import StoreBatch
 
