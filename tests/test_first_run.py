@@ -247,6 +247,7 @@ def test_status_gives_never_polled_feeds_their_own_state() -> None:
             last_error=None,
             error_count=0,
             disabled_reason=None,
+            last_warning=None,
             next_poll_at=NOW,
             articles_24h=0,
         )
