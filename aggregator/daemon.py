@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from arq.worker import Worker
 
-from aggregator import logs, outbox, queue, retention, schedule
+from aggregator import logs, outbox, queue, recovery, retention, schedule
 from aggregator.errors import ServiceUnavailableError
 from aggregator.runtime import SERVICE_ERRORS, Runtime, open_runtime
 from aggregator.settings import Settings
@@ -138,6 +138,11 @@ async def open_when_reachable(
 
 
 async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
+    async with recovery.beating(rt.pool, rt.redis, rt.holder):
+        await _schedule_forever(rt, stop)
+
+
+async def _schedule_forever(rt: Runtime, stop: asyncio.Event) -> None:
     workers = Workers(rt)
     workers.start()
     relay = asyncio.create_task(
@@ -155,12 +160,12 @@ async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
     try:
         while not stop.is_set():
             try:
-                leases = await schedule.lease_due(rt.pool, rt.settings)
+                leases = await schedule.lease_due(rt.pool, rt.settings, rt.holder.id)
                 if leases:
                     log.debug("queued %d polls", await schedule_pass(rt, leases))
                 outage.succeeded()
             except SERVICE_ERRORS as exc:
-                outage.failed(exc, "leases will expire and be retried")
+                outage.failed(exc, "polling resumes when it is back")
             workers.check()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), rt.settings.scheduler_tick)

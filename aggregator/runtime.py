@@ -15,7 +15,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,6 +29,7 @@ from aggregator.errors import ConfigError, ServiceUnavailableError
 from aggregator.fetch import Fetcher
 from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
 from aggregator.politeness import HostLimiter
+from aggregator.recovery import LeaseHolder
 from aggregator.settings import Settings
 
 log = logging.getLogger("aggregator")
@@ -59,6 +60,7 @@ class Runtime:
     seen: SeenCache
     hosts: HostLimiter
     parses: int = 0  # bodies parsed by this process: an unchanged feed must cost none
+    holder: LeaseHolder = field(default_factory=LeaseHolder)  # this process's leases
 
     async def parse(
         self,
