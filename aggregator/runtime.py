@@ -24,6 +24,7 @@ import redis.exceptions
 from arq.connections import ArqRedis
 
 from aggregator import db, queue
+from aggregator.children import die_with_parent
 from aggregator.dedupe import SeenCache
 from aggregator.errors import ConfigError, ServiceUnavailableError
 from aggregator.fetch import Fetcher
@@ -102,7 +103,12 @@ def parse_executor(settings: Settings) -> Executor:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     processes = settings.parse_processes or max(1, (usable or os.cpu_count() or 1) - 1)
     # spawn, not fork: the parent holds sockets and an event loop a child must not inherit.
-    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with_parent,  # a SIGKILLed daemon leaves no parse process behind
+        initargs=(os.getpid(),),
+    )
 
 
 @contextmanager
