@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import asyncpg
 from arq.worker import Worker
 
 from aggregator import logs, outbox, queue, recovery, retention, schedule
@@ -188,6 +189,15 @@ class OnceSummary:
     articles_new: int = 0
     duplicates_merged: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    # Active feeds not polled within the time limit (their host's turn never came).
+    not_polled: list[str] = field(default_factory=list)
+
+
+_NOT_POLLED = """
+SELECT id, url FROM feeds
+WHERE id = ANY($1::bigint[]) AND NOT disabled AND (last_polled_at IS NULL OR last_polled_at < $2)
+ORDER BY id
+"""
 
 
 async def run_once(
@@ -195,27 +205,56 @@ async def run_once(
 ) -> OnceSummary:
     """Poll every active feed once, wait until polls and stores are done, summarize.
 
+    A feed whose host was busy (politeness) is deferred by its poll; it is queued
+    again, round after round, until every feed is polled or ``timeout`` seconds
+    have passed: those left are named in the summary (``not_polled``).
     ``progress(polled, total, stored)`` is called as the run goes, and once at the end."""
     started: datetime = await rt.pool.fetchval("SELECT now()")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     workers = Workers(rt)
     workers.start()
     watcher: asyncio.Task[None] | None = None
+    left: list[asyncpg.Record] = []
     try:
-        leases = await schedule.lease_all(rt.pool, rt.settings)
-        await schedule_pass(rt, leases)
-        log.info("polling %d feeds once", len(leases))
-        if progress is not None:
-            watcher = asyncio.create_task(_watch(rt, started, len(leases), progress))
-        await wait_drained(rt, timeout=timeout, workers=workers)
-        await outbox.drain(rt.pool, rt.redis, timeout=timeout)  # new articles to subscribers
+        async with recovery.beating(rt.pool, rt.redis, rt.holder):
+            leases = await schedule.lease_all(rt.pool, rt.settings, rt.holder.id)
+            feed_ids = [lease.feed_id for lease in leases]
+            log.info("polling %d feeds once", len(leases))
+            if progress is not None:
+                watcher = asyncio.create_task(_watch(rt, started, len(leases), progress))
+            while leases:
+                await schedule_pass(rt, leases)
+                try:
+                    await wait_drained(rt, timeout=deadline - loop.time(), workers=workers)
+                except TimeoutError:
+                    pass
+                left = await rt.pool.fetch(_NOT_POLLED, feed_ids, started)
+                if not left or loop.time() >= deadline:
+                    break
+                # Deferred (their host's turn did not come in time) or given back after
+                # a service error: their turn again.
+                leases = await schedule.lease_these(
+                    rt.pool, rt.settings, [r["id"] for r in left], rt.holder.id
+                )
+            # Polls in flight finish (or are deferred: a host's turn is waited for at most
+            # host_wait); what is still queued is not polled.
+            await workers.stop()
+            if left:
+                left = await rt.pool.fetch(_NOT_POLLED, feed_ids, started)
+                await schedule.release(rt.pool, [(lease.feed_id, lease.token) for lease in leases])
+            remaining = max(deadline - loop.time(), 30.0)
+            await outbox.drain(rt.pool, rt.redis, timeout=remaining)  # to subscribers
     finally:
         if watcher is not None:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         await workers.stop()
     if progress is not None:
-        await _report_progress(rt, started, len(leases), progress)
-    return await summarize(rt, started)
+        await _report_progress(rt, started, len(feed_ids), progress)
+    summary = await summarize(rt, started)
+    summary.not_polled = [r["url"] for r in left]
+    return summary
 
 
 ProgressCallback = Callable[[int, int, int], None]
