@@ -225,10 +225,8 @@ async def run_once(
                 watcher = asyncio.create_task(_watch(rt, started, len(leases), progress))
             while leases:
                 await schedule_pass(rt, leases)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await wait_drained(rt, timeout=deadline - loop.time(), workers=workers)
-                except TimeoutError:
-                    pass
                 left = await rt.pool.fetch(_NOT_POLLED, feed_ids, started)
                 if not left or loop.time() >= deadline:
                     break

@@ -168,8 +168,7 @@ async def reap(pool: asyncpg.Pool, redis: ArqRedis, holder: LeaseHolder) -> list
         await redis.delete(key)
     if dead:
         log.warning(
-            "%d processes stopped beating: released %d of their leases, %d of their jobs "
-            "handed on",
+            "%d processes stopped beating: released %d of their leases, %d of their jobs handed on",
             len(dead),
             row["released"],
             handed,

@@ -69,7 +69,7 @@ async def refresh_feeds(rt: Runtime, leases: Sequence[tuple[int, str]]) -> list[
     except SERVICE_ERRORS as exc:  # nothing recorded: every poll of the batch is owed back
         _interruptions.failed(exc, "their feeds are given back and polled again")
         by_feed = dict.fromkeys(by_feed, Outcome.INTERRUPTED)
-    interrupted = [(f, tokens[f]) for f, outcome in by_feed.items() if outcome is Outcome.INTERRUPTED]
+    interrupted = [(f, tokens[f]) for f, out in by_feed.items() if out is Outcome.INTERRUPTED]
     if interrupted:
         await rt.holder.give_back(rt.pool, interrupted)
     else:

@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio
 
 from aggregator import migrations, subscribers
+from aggregator.consumer import queue_name
 from aggregator.embedded import EmbeddedServices
 from aggregator.settings import Settings
 from tests import processes
@@ -161,7 +162,7 @@ async def delivered(redis_url: str) -> list[int]:
     """The article ids of the deliveries queued for the subscriber (nobody consumes them)."""
     client = redis.asyncio.from_url(redis_url)
     try:
-        job_ids = await client.zrange(subscribers.queue_name(SUBSCRIBER), 0, -1)
+        job_ids = await client.zrange(queue_name(SUBSCRIBER), 0, -1)
         ids = []
         for job_id in job_ids:
             raw = await client.get(b"arq:job:" + job_id)
@@ -187,9 +188,7 @@ def recovered_within(newsroom: Newsroom, moment: float, what: str) -> float:
 
 async def converge(newsroom: Newsroom, database_url: str, redis_url: str, daemons) -> None:  # type: ignore[no-untyped-def]
     try:
-        await eventually(
-            lambda: newsroom.settled(database_url, redis_url), 90, "every item stored"
-        )
+        await eventually(lambda: newsroom.settled(database_url, redis_url), 90, "every item stored")
     except AssertionError:
         printed = []
         for proc in daemons:

@@ -50,9 +50,7 @@ async def test_run_once_waits_for_each_hosts_turn_and_polls_every_feed(
     assert f"feeds ok: {FEEDS}, failed: 0" in result.stdout
     assert "not polled" not in result.stdout
     progress = [
-        json.loads(line)["event"]
-        for line in result.stderr.splitlines()
-        if '"polling: ' in line
+        json.loads(line)["event"] for line in result.stderr.splitlines() if '"polling: ' in line
     ]
     assert any("wait for their host's turn" in line for line in progress), result.stderr[-3000:]
     assert progress[-1].startswith(f"polling: {FEEDS}/{FEEDS} feeds polled")
@@ -63,9 +61,7 @@ async def test_run_once_names_the_feeds_it_could_not_poll_in_time(
 ) -> None:
     urls = await many_feeds(runtime, feed_server)
     # 60 feeds at 4 a second need 15 s of turns; the run may take 4.
-    result = await processes.run_cli(
-        ["run", "--once", "--timeout", "4"], one_host(settings, 4)
-    )
+    result = await processes.run_cli(["run", "--once", "--timeout", "4"], one_host(settings, 4))
     assert result.returncode == 3, (result.stdout, result.stderr[-3000:])
     fetched = {"/" + url.rsplit("/", 1)[1]: url for url in urls}
     polled = {fetched[r.path] for r in feed_server.requests}

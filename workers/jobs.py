@@ -68,8 +68,12 @@ async def poll_feeds(ctx: dict[str, Any], leases: list[list[Any]]) -> dict[str, 
         # Before the claim (Postgres away): the leases are still good. They are given
         # back once Postgres answers, and polled then, instead of retried by arq (whose
         # tries run out during a long outage and leave the feeds leased).
-        log.warning("poll job %s: %s: %s; its feeds are polled again once it is back",
-                    ctx.get("job_id"), type(exc).__name__, exc)
+        log.warning(
+            "poll job %s: %s: %s; its feeds are polled again once it is back",
+            ctx.get("job_id"),
+            type(exc).__name__,
+            exc,
+        )
         rt.holder.owed.update(batch)
         return {"interrupted": len(batch)}
     except TRANSIENT_ERRORS as exc:  # before the claim: the leases are still good
