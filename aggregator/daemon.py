@@ -139,7 +139,7 @@ async def open_when_reachable(
 
 
 async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
-    async with recovery.beating(rt.pool, rt.redis, rt.holder):
+    async with recovery.beating(rt.pool, rt.redis, rt.holder, rt.settings.lease_seconds):
         await _schedule_forever(rt, stop)
 
 
@@ -160,6 +160,7 @@ async def _schedule_forever(rt: Runtime, stop: asyncio.Event) -> None:
     outage = logs.Outage(log, "scheduler pass")
     try:
         while not stop.is_set():
+            leases = []
             try:
                 leases = await schedule.lease_due(rt.pool, rt.settings, rt.holder.id)
                 if leases:
@@ -167,6 +168,10 @@ async def _schedule_forever(rt: Runtime, stop: asyncio.Event) -> None:
                 outage.succeeded()
             except SERVICE_ERRORS as exc:
                 outage.failed(exc, "polling resumes when it is back")
+                # Leased but perhaps never queued (Redis away): due again once it answers.
+                await rt.holder.give_back(
+                    rt.pool, [(lease.feed_id, lease.token) for lease in leases]
+                )
             workers.check()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), rt.settings.scheduler_tick)
@@ -217,7 +222,7 @@ async def run_once(
     watcher: asyncio.Task[None] | None = None
     left: list[asyncpg.Record] = []
     try:
-        async with recovery.beating(rt.pool, rt.redis, rt.holder):
+        async with recovery.beating(rt.pool, rt.redis, rt.holder, rt.settings.lease_seconds):
             leases = await schedule.lease_all(rt.pool, rt.settings, rt.holder.id)
             feed_ids = [lease.feed_id for lease in leases]
             log.info("polling %d feeds once", len(leases))

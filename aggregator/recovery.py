@@ -12,9 +12,9 @@ without waiting for that:
   a process that missed a few beats are released by a live one, and the store jobs
   it was running are handed back to arq at once instead of after their timeout.
 - **A Redis that restarted empty**: the queued poll and store jobs are gone. An
-  epoch key that vanished says so; the process that sets the new epoch releases
-  every lease whose job was queued, and makes due every feed whose store batch
-  was queued but never committed (``feeds.pending_body_hash``).
+  epoch key that vanished says so; a process that notices releases every lease
+  taken before the new epoch whose job was queued, and makes due every feed whose
+  store batch was queued but never committed (``feeds.pending_body_hash``).
 
 The lease stays as the last resort. Correctness does not depend on any of this:
 a released lease's old job claims nothing, a poll whose lease was taken back
@@ -112,13 +112,15 @@ WITH dead AS (
 SELECT (SELECT array_agg(id) FROM dead) AS dead, (SELECT count(*) FROM released) AS released
 """
 
-# Redis came back empty: the jobs of unclaimed leases are gone, and so are the store
-# batches that were queued and not yet committed.
+# Redis came back empty: the jobs of the leases taken before it did ($2: when its new
+# epoch began; $3: the lease length) are gone, and so are the store batches that were
+# queued and not yet committed. Leases taken since hold jobs in the new Redis.
 _REDIS_LOST = """
 WITH released AS (
     UPDATE feeds SET lease_token = NULL, lease_owner = NULL, lease_claimed = false,
         next_poll_at = now() + make_interval(secs => random() * $1)
     WHERE lease_token IS NOT NULL AND NOT lease_claimed
+        AND next_poll_at < to_timestamp($2) + make_interval(secs => $3)
     RETURNING id
 ), unstored AS (
     UPDATE feeds SET next_poll_at = now() + make_interval(secs => random() * $1)
@@ -176,19 +178,30 @@ async def reap(pool: asyncpg.Pool, redis: ArqRedis, holder: LeaseHolder) -> list
     return dead
 
 
-async def check_redis(pool: asyncpg.Pool, redis: ArqRedis, holder: LeaseHolder) -> bool:
-    """Notice a Redis that lost its data (the epoch key is gone); True if this process
-    set the new epoch and released what the old Redis held."""
+async def check_redis(
+    pool: asyncpg.Pool, redis: ArqRedis, holder: LeaseHolder, lease_seconds: float
+) -> bool:
+    """Notice a Redis that lost its data: the epoch key this process saw is gone or
+    replaced. Then release what the old Redis held; True if so.
+
+    The epoch records when it began (Postgres' clock), so of several processes that
+    notice, the first releases the old leases and the others find none left: a lease
+    taken after the restart has its job in the new Redis. A process that never saw an
+    epoch (just started) only records one: the leases of processes that went down with
+    Redis are released by their missed beats."""
     epoch = await redis.get(EPOCH_KEY)
-    won = False
     if epoch is None:
-        fresh = uuid.uuid4().hex
-        won = bool(await redis.set(EPOCH_KEY, fresh, nx=True))
-        epoch = fresh.encode() if won else await redis.get(EPOCH_KEY)
+        began = await pool.fetchval("SELECT extract(epoch FROM now())::float8")
+        await redis.set(EPOCH_KEY, f"{uuid.uuid4().hex} {began}", nx=True)
+        epoch = await redis.get(EPOCH_KEY)
     seen = epoch.decode() if epoch is not None else None
-    if won:
-        row = await pool.fetchrow(_REDIS_LOST, schedule.RELEASE_JITTER_SECONDS)
-        if holder.epoch is not None or row["released"] or row["unstored"]:
+    lost = holder.epoch is not None and seen is not None and seen != holder.epoch
+    if lost and seen is not None:
+        began = float(seen.partition(" ")[2] or 0)
+        row = await pool.fetchrow(
+            _REDIS_LOST, schedule.RELEASE_JITTER_SECONDS, began, lease_seconds
+        )
+        if row["released"] or row["unstored"]:
             log.warning(
                 "Redis lost its data (its epoch key is gone): released %d leases whose poll "
                 "jobs were queued there; %d feeds with unstored batches due again now",
@@ -196,11 +209,15 @@ async def check_redis(pool: asyncpg.Pool, redis: ArqRedis, holder: LeaseHolder) 
                 row["unstored"],
             )
     holder.epoch = seen
-    return won
+    return lost
 
 
 async def beat_forever(
-    pool: asyncpg.Pool, redis: ArqRedis, holder: LeaseHolder, stop: asyncio.Event
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    holder: LeaseHolder,
+    stop: asyncio.Event,
+    lease_seconds: float,
 ) -> None:
     """Beat, settle owed leases, notice dead processes and an emptied Redis: every
     couple of seconds until ``stop``; then say this process is gone."""
@@ -212,7 +229,7 @@ async def beat_forever(
             try:
                 await beat(pool, holder)
                 await holder.settle(pool)
-                await check_redis(pool, redis, holder)
+                await check_redis(pool, redis, holder, lease_seconds)
                 await reap(pool, redis, holder)
                 postgres.succeeded()
             except SERVICE_ERRORS as exc:
@@ -236,7 +253,9 @@ async def _gone(pool: asyncpg.Pool, holder: LeaseHolder) -> None:
 
 
 @contextlib.asynccontextmanager
-async def beating(pool: asyncpg.Pool, redis: ArqRedis, holder: LeaseHolder) -> AsyncIterator[None]:
+async def beating(
+    pool: asyncpg.Pool, redis: ArqRedis, holder: LeaseHolder, lease_seconds: float
+) -> AsyncIterator[None]:
     """``beat_forever`` for as long as the block runs (a daemon, a standalone worker).
 
     The first beat comes before the block: leases naming this process are only
@@ -246,7 +265,7 @@ async def beating(pool: asyncpg.Pool, redis: ArqRedis, holder: LeaseHolder) -> A
     with contextlib.suppress(*SERVICE_ERRORS):
         await beat(pool, holder)
     stop = asyncio.Event()
-    task = asyncio.create_task(beat_forever(pool, redis, holder, stop))
+    task = asyncio.create_task(beat_forever(pool, redis, holder, stop, lease_seconds))
     try:
         yield
     finally:

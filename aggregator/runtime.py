@@ -155,8 +155,8 @@ async def open_runtime(
             pool = await db.create_pool(
                 database_url,
                 # Each store job and each poll job holds one connection at a time, plus
-                # the scheduler and the outbox relay.
-                max_size=settings.store_concurrency + poll_jobs(settings) + 2,
+                # the scheduler, the outbox relay and the heartbeat.
+                max_size=settings.store_concurrency + poll_jobs(settings) + 3,
             )
         stack.push_async_callback(pool.close)
         with _naming("Redis", redis_url):

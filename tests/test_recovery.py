@@ -9,23 +9,25 @@ import asyncio
 import itertools
 import json
 import subprocess
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 import redis.asyncio
 
-from aggregator import migrations, subscribers
+from aggregator import migrations, recovery, refresh, schedule, subscribers
 from aggregator.consumer import queue_name
 from aggregator.embedded import EmbeddedServices
+from aggregator.refresh import Outcome
+from aggregator.runtime import Runtime
 from aggregator.settings import Settings
 from tests import processes
 from tests.feedserver import FeedServer
 from tests.test_faults import eventually
 from tests.test_operations import throwaway_redis  # noqa: F401 (a fixture)
+from tests.test_polling import add_feed, rss
 from tests.test_service_faults import own_postgres, stop_all  # noqa: F401 (a fixture)
-
-pytestmark = pytest.mark.slow
 
 RECOVER_SECONDS = 30  # the bound, at default settings
 INTERVAL = 2.0  # every feed's own poll interval (an operator's override)
@@ -202,6 +204,7 @@ async def converge(newsroom: Newsroom, database_url: str, redis_url: str, daemon
         ) from None
 
 
+@pytest.mark.slow
 async def test_a_daemon_sigkilled_its_feeds_are_taken_over_within_30s(
     settings: Settings, clean_services: None, feed_server: FeedServer
 ) -> None:
@@ -240,6 +243,7 @@ async def test_a_daemon_sigkilled_its_feeds_are_taken_over_within_30s(
     await newsroom.check(database_url, redis_url)
 
 
+@pytest.mark.slow
 async def test_redis_restarted_empty_every_feed_polled_within_30s_and_replay_refills(
     settings: Settings,
     clean_services: None,
@@ -308,6 +312,7 @@ async def test_redis_restarted_empty_every_feed_polled_within_30s_and_replay_ref
     assert set(replayed) == ids, "replay brought back what Redis lost"
 
 
+@pytest.mark.slow
 async def test_postgres_back_after_an_outage_every_feed_polled_within_30s(
     settings: Settings,
     clean_services: None,
@@ -371,3 +376,130 @@ async def _answers(redis_url: str) -> bool:
         return False
     finally:
         await client.aclose()
+
+
+# --- each mechanism on its own -----------------------------------------------------------
+
+
+async def _lease_state(rt: Runtime, feed_id: int) -> asyncpg.Record:
+    return await rt.pool.fetchrow(
+        "SELECT lease_token, lease_owner, lease_claimed, last_success_at, "
+        "next_poll_at - now() AS due_in FROM feeds WHERE id = $1",
+        feed_id,
+    )
+
+
+async def test_a_process_that_stopped_beating_loses_its_leases_and_store_jobs(
+    runtime: Runtime, feed_server: FeedServer
+) -> None:
+    queued, claimed, alive = [
+        await add_feed(runtime, feed_server.add(f"beat-{i}.xml", rss(1))) for i in range(3)
+    ]
+    dead, live = uuid.uuid4(), uuid.uuid4()
+    for process_id, silent in ((dead, 60), (live, 0)):
+        await runtime.pool.execute(
+            "INSERT INTO processes (id, host, pid, heartbeat_at) "
+            "VALUES ($1, 'h', 1, now() - make_interval(secs => $2))",
+            process_id,
+            silent,
+        )
+    leases = {
+        lease.feed_id: lease.token
+        for lease in await schedule.lease_all(runtime.pool, runtime.settings, dead)
+    }
+    await schedule.claim(runtime.pool, runtime.settings, [(claimed, leases[claimed])], dead)
+    await runtime.pool.execute("UPDATE feeds SET lease_owner = $1 WHERE id = $2", live, alive)
+    # The dead process was running a store job: arq would rerun it only after its timeout.
+    await runtime.redis.sadd(recovery.jobs_key(dead), "store:1:abc")
+    await runtime.redis.set("arq:in-progress:store:1:abc", b"1", px=130_000)
+
+    holder = runtime.holder
+    await recovery.beat(runtime.pool, holder)
+    assert await recovery.reap(runtime.pool, runtime.redis, holder) == [], (
+        "a process that has not beaten for long itself (Postgres just came back) reaps nobody"
+    )
+    holder.beating_since = holder.beating_since - timedelta(seconds=11)  # type: ignore[operator]
+    assert await recovery.reap(runtime.pool, runtime.redis, holder) == [dead]
+
+    for feed_id in (queued, claimed):
+        state = await _lease_state(runtime, feed_id)
+        assert (state["lease_token"], state["lease_owner"], state["lease_claimed"]) == (
+            None,
+            None,
+            False,
+        )
+        assert state["due_in"] <= timedelta(seconds=schedule.RELEASE_JITTER_SECONDS)
+    assert (await _lease_state(runtime, alive))["lease_owner"] == live, "a live holder keeps it"
+    assert not await runtime.redis.exists("arq:in-progress:store:1:abc"), "its job handed on"
+    assert await runtime.pool.fetchval("SELECT count(*) FROM processes WHERE id = $1", dead) == 0
+    assert await recovery.reap(runtime.pool, runtime.redis, holder) == [], "reaped once"
+
+
+async def test_a_redis_that_lost_its_data_releases_the_leases_of_its_queued_jobs(
+    runtime: Runtime, feed_server: FeedServer
+) -> None:
+    queued, running, unstored, stored = [
+        await add_feed(runtime, feed_server.add(f"epoch-{i}.xml", rss(1))) for i in range(4)
+    ]
+    leases = {
+        lease.feed_id: lease.token
+        for lease in await schedule.lease_all(runtime.pool, runtime.settings)
+    }
+    await schedule.claim(runtime.pool, runtime.settings, [(running, leases[running])])
+    await schedule.release(runtime.pool, [(unstored, leases[unstored]), (stored, leases[stored])])
+    await runtime.pool.execute(
+        "UPDATE feeds SET pending_body_hash = CASE WHEN id = $1 THEN 'lost' END, "
+        "next_poll_at = now() + interval '15 minutes' WHERE id = ANY($2::bigint[])",
+        unstored,
+        [unstored, stored],
+    )
+    holder = runtime.holder
+    lease = runtime.settings.lease_seconds
+    assert await recovery.check_redis(runtime.pool, runtime.redis, holder, lease) is False, (
+        "a process that saw no epoch before only records one"
+    )
+    assert (await _lease_state(runtime, queued))["lease_token"] is not None
+    await runtime.redis.delete(recovery.EPOCH_KEY)  # Redis restarted empty
+    assert await recovery.check_redis(runtime.pool, runtime.redis, holder, lease) is True
+    assert await recovery.check_redis(runtime.pool, runtime.redis, holder, lease) is False
+
+    released = timedelta(seconds=schedule.RELEASE_JITTER_SECONDS)
+    assert (await _lease_state(runtime, queued))["lease_token"] is None
+    assert (await _lease_state(runtime, queued))["due_in"] <= released
+    assert (await _lease_state(runtime, running))["lease_claimed"], "a running poll reports itself"
+    assert (await _lease_state(runtime, unstored))["due_in"] <= released
+    assert (await _lease_state(runtime, stored))["due_in"] > timedelta(minutes=10)
+
+
+async def test_a_poll_interrupted_by_redis_gives_its_lease_back(
+    runtime: Runtime, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.exceptions
+
+    feed_id = await add_feed(runtime, feed_server.add("interrupted.xml", rss(2)))
+    (lease,) = await schedule.lease_all(runtime.pool, runtime.settings)
+
+    async def redis_gone(*args: object, **kwargs: object) -> frozenset[str]:
+        raise redis.exceptions.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(runtime.seen, "known_entries", redis_gone)
+    assert await refresh.refresh_feed(runtime, feed_id, lease.token) == Outcome.INTERRUPTED
+    state = await _lease_state(runtime, feed_id)
+    assert state["lease_token"] is None and state["last_success_at"] is None
+    assert state["due_in"] <= timedelta(seconds=schedule.RELEASE_JITTER_SECONDS)
+
+
+async def test_a_late_report_from_a_poll_whose_lease_was_taken_back_is_ignored(
+    runtime: Runtime, feed_server: FeedServer
+) -> None:
+    feed_id = await add_feed(runtime, feed_server.add("late.xml", rss(1)))
+    (lease,) = await schedule.lease_all(runtime.pool, runtime.settings)
+    ((feed, token),) = await schedule.claim(
+        runtime.pool, runtime.settings, [(feed_id, lease.token)]
+    )
+    (again,) = await schedule.lease_all(runtime.pool, runtime.settings)  # taken back, re-leased
+    late = schedule.Recorder(runtime.settings, {feed_id: token})
+    late.success(feed, 60, queued_body_hash="b")
+    await late.flush(runtime.pool)
+    state = await _lease_state(runtime, feed_id)
+    assert state["last_success_at"] is None and str(state["lease_token"]) == again.token

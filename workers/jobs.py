@@ -136,7 +136,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     """Standalone workers (``arq workers.poll.WorkerSettings``) build their own runtime."""
     stack = AsyncExitStack()
     runtime: Runtime = await stack.enter_async_context(open_runtime(load_settings()))
-    await stack.enter_async_context(beating(runtime.pool, runtime.redis, runtime.holder))
+    await stack.enter_async_context(
+        beating(runtime.pool, runtime.redis, runtime.holder, runtime.settings.lease_seconds)
+    )
     ctx["runtime"] = runtime
     ctx["exit_stack"] = stack
 
