@@ -157,7 +157,7 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
         interval,
         title=document.title,
         site_url=document.site_url,
-        queued_body_hash=body_hash if validators is not None else None,
+        queued_body_hash=body_hash,
     )
     flog.debug("%d of %d articles queued", queued, len(articles))
     return Outcome.QUEUED
