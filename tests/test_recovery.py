@@ -211,6 +211,8 @@ async def test_a_daemon_sigkilled_its_feeds_are_taken_over_within_30s(
     database_url, redis_url = settings.database_url or "", settings.redis_url or ""
     newsroom = Newsroom(feed_server, 60)
     await newsroom.prepare(database_url)
+    for path in newsroom.paths:
+        feed_server.routes[path].delay = 0.5  # the killed daemon has polls in flight
     env = processes.service_env(settings, **POLLING)
     first = processes.aggregator(["run"], env)
     second = processes.aggregator(["run"], env)
@@ -227,7 +229,12 @@ async def test_a_daemon_sigkilled_its_feeds_are_taken_over_within_30s(
         await asyncio.sleep(3)  # more cycles: nothing changes, nothing delivered twice
         assert second.poll() is None, "the survivor stayed up"
         (printed,) = await stop_all([second])
-        assert "stopped beating" in printed, "the survivor took the killed daemon's leases"
+        reaped = [
+            json.loads(line)["event"] for line in printed.splitlines() if "stopped beating" in line
+        ]
+        assert reaped, "the survivor noticed the killed daemon"
+        released = int(reaped[0].split("released ")[1].split()[0])
+        assert released > 0, f"the survivor took the killed daemon's leases: {reaped}"
     finally:
         await newsroom.stop()
         for proc in (first, second):
