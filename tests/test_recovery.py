@@ -221,6 +221,7 @@ async def test_a_daemon_sigkilled_its_feeds_are_taken_over_within_30s(
     try:
         await eventually(lambda: _stored_some(newsroom, database_url), 60, "ingest to start")
         await asyncio.sleep(4)  # both daemons hold leases and run polls and stores
+        await eventually(lambda: _polling(database_url, first.pid), 30, "polls in flight")
         processes.sigkill(first)
         killed_at = loop.time()
         await asyncio.sleep(RECOVER_SECONDS + 3)
@@ -361,6 +362,21 @@ async def test_postgres_back_after_an_outage_every_feed_polled_within_30s(
 async def _stored_some(newsroom: Newsroom, database_url: str) -> bool:
     stored = await newsroom.stored(database_url)
     return stored is not None and stored[0] > 0
+
+
+async def _polling(database_url: str, pid: int) -> bool:
+    """The process has polls in flight: feeds it claimed and has not reported yet."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM feeds JOIN processes p ON p.id = lease_owner "
+                "WHERE p.pid = $1 AND lease_claimed",
+                pid,
+            )
+        )
+    finally:
+        await conn.close()
 
 
 async def _stored_all(newsroom: Newsroom, database_url: str) -> bool:
