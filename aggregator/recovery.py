@@ -48,8 +48,6 @@ BEAT_SECONDS = 2.0
 # could beat, and nobody is dead for that.
 DEAD_AFTER_SECONDS = 10.0
 EPOCH_KEY = "aggregator:epoch"
-# How long a finished process row is kept for `status` and debugging.
-FORGET_AFTER = "1 hour"
 
 
 def jobs_key(process_id: uuid.UUID) -> str:
@@ -155,9 +153,6 @@ async def reap(pool: asyncpg.Pool, redis: ArqRedis, holder: LeaseHolder) -> list
         row = await conn.fetchrow(
             _REAP, DEAD_AFTER_SECONDS, holder.id, schedule.RELEASE_JITTER_SECONDS
         )
-        await conn.execute(
-            f"DELETE FROM processes WHERE heartbeat_at < now() - interval '{FORGET_AFTER}'"
-        )
     dead: list[uuid.UUID] = list(row["dead"] or [])
     handed = 0
     for process_id in dead:
@@ -169,7 +164,9 @@ async def reap(pool: asyncpg.Pool, redis: ArqRedis, holder: LeaseHolder) -> list
             handed += await redis.delete(*(in_progress_key_prefix + j for j in job_ids))
         await redis.delete(key)
     if dead:
-        log.warning(
+        # A peer that stopped cleanly is "dead" too: worth a warning only if it left work.
+        log.log(
+            logging.WARNING if row["released"] or handed else logging.INFO,
             "%d processes stopped beating: released %d of their leases, %d of their jobs handed on",
             len(dead),
             row["released"],
