@@ -263,7 +263,7 @@ async def test_redis_restarted_empty_every_feed_polled_within_30s_and_replay_ref
     newsroom = Newsroom(feed_server, 40)
     await newsroom.prepare(database_url)
     for path in newsroom.paths:
-        feed_server.routes[path].delay = 0.3  # polls are in flight when Redis goes
+        feed_server.routes[path].delay = 1.0  # polls are in flight when Redis goes
     env = processes.service_env(settings, AGGREGATOR_REDIS_URL=redis_url, **POLLING)
     daemon = processes.aggregator(["run"], env)
     loop = asyncio.get_running_loop()
@@ -273,6 +273,7 @@ async def test_redis_restarted_empty_every_feed_polled_within_30s_and_replay_ref
     try:
         await eventually(lambda: _stored_some(newsroom, database_url), 60, "ingest to start")
         await asyncio.sleep(3)
+        await eventually(lambda: _polling(database_url), 30, "polls in flight")
         client = redis.asyncio.from_url(redis_url)
         try:
             await client.execute_command("SHUTDOWN", "NOSAVE")
@@ -296,7 +297,8 @@ async def test_redis_restarted_empty_every_feed_polled_within_30s_and_replay_ref
         assert len(lost_with_redis) == len(set(lost_with_redis)), "no delivery twice"
         assert len(lost_with_redis) < newsroom.articles
         assert daemon.poll() is None, "the daemon stayed up"
-        await stop_all([daemon])
+        (printed,) = await stop_all([daemon])
+        assert "gave back" in printed, "the interrupted polls' leases were given back"
         replay = await processes.run_cli(
             ["subscribers", "replay", SUBSCRIBER, "--since", started.isoformat()], env
         )
@@ -331,7 +333,8 @@ async def test_postgres_back_after_an_outage_every_feed_polled_within_30s(
     newsroom = Newsroom(feed_server, 40)
     await newsroom.prepare(database_url)
     for path in newsroom.paths:
-        feed_server.routes[path].delay = 0.3  # polls are in flight when Postgres goes
+        # Polls are in flight when Postgres goes (pg_ctl takes a while to start stopping it).
+        feed_server.routes[path].delay = 3.0
     env = processes.service_env(
         settings, AGGREGATOR_DATABASE_URL=database_url, AGGREGATOR_REDIS_URL=redis_url, **POLLING
     )
@@ -341,6 +344,7 @@ async def test_postgres_back_after_an_outage_every_feed_polled_within_30s(
     try:
         await eventually(lambda: _stored_some(newsroom, database_url), 60, "ingest to start")
         await asyncio.sleep(3)
+        await eventually(lambda: _polling(database_url), 30, "polls in flight")
         await asyncio.to_thread(own_postgres.stop_postgres)
         await asyncio.sleep(20)
         assert daemon.poll() is None, processes.output(daemon)[-3000:]
@@ -350,7 +354,8 @@ async def test_postgres_back_after_an_outage_every_feed_polled_within_30s(
         await newsroom.stop()
         await converge(newsroom, database_url, redis_url, [daemon])
         await asyncio.sleep(3)
-        await stop_all([daemon])
+        (printed,) = await stop_all([daemon])
+        assert "gave back" in printed, "the interrupted polls' leases were given back"
     finally:
         await newsroom.stop()
         if daemon.poll() is None:
@@ -364,14 +369,17 @@ async def _stored_some(newsroom: Newsroom, database_url: str) -> bool:
     return stored is not None and stored[0] > 0
 
 
-async def _polling(database_url: str, pid: int) -> bool:
-    """The process has polls in flight: feeds it claimed and has not reported yet."""
+async def _polling(database_url: str, pid: int | None = None) -> bool:
+    """Polls are in flight (of this process): feeds claimed and not reported yet."""
     conn = await asyncpg.connect(database_url)
     try:
         return bool(
             await conn.fetchval(
-                "SELECT count(*) FROM feeds JOIN processes p ON p.id = lease_owner "
-                "WHERE p.pid = $1 AND lease_claimed",
+                "SELECT count(*) FROM feeds LEFT JOIN processes p ON p.id = lease_owner "
+                "WHERE lease_claimed AND ($1::int IS NULL OR p.pid = $1) "
+                # claimed in the last 0.3 s (a claim sets next_poll_at a lease ahead): its
+                # fetch, 0.5 s or more, is still running
+                "AND next_poll_at > now() + interval '300 seconds' - interval '0.3 seconds'",
                 pid,
             )
         )
