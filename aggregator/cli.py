@@ -126,12 +126,24 @@ def main(verbose: bool) -> None:
     _setup_logging(verbose)
 
 
+# `run --once` exits with this when some active feed could not be polled in time.
+EXIT_NOT_ALL_POLLED = 3
+
+
 @main.command()
 @click.option(
     "--once", is_flag=True, help="Poll every active feed once, wait for the queues, exit."
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    help="With --once: seconds to wait for every feed's turn at its host; feeds not "
+    "polled by then are named, and the exit status is 3.",
+)
 @command
-async def run(once: bool) -> None:
+async def run(once: bool, timeout: float) -> None:
     """Run the daemon: scheduler and workers in one process."""
     from aggregator import daemon, web
     from aggregator.runtime import open_runtime
@@ -146,11 +158,14 @@ async def run(once: bool) -> None:
 
                 def show(polled: int, total: int, stored: int) -> None:
                     bar.total = total
-                    bar.update(polled, f"feeds polled, {stored} new articles")
+                    waiting = "; the rest wait for their host's turn" if polled < total else ""
+                    bar.update(polled, f"feeds polled, {stored} new articles{waiting}")
 
-                summary = await daemon.run_once(rt, progress=show)
+                summary = await daemon.run_once(rt, timeout=timeout, progress=show)
                 bar.close()
                 _print_summary(summary)
+            if summary.not_polled:
+                sys.exit(EXIT_NOT_ALL_POLLED)
             return
         stop = asyncio.Event()
         daemon.install_stop_signals(stop)
@@ -178,6 +193,10 @@ def _print_summary(summary: daemon.OnceSummary) -> None:
             f"still with their consumers: {sent.waiting}"
             + (" (see `aggregator subscribers list`)" if sent.dead else "")
         )
+    if summary.not_polled:
+        click.echo(f"not polled in time: {len(summary.not_polled)} feeds")
+        for url in summary.not_polled:
+            click.echo(f"  not polled: {url}")
 
 
 @main.command()

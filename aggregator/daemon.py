@@ -18,9 +18,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import asyncpg
 from arq.worker import Worker
 
-from aggregator import deliveries, logs, outbox, queue, refold, retention, schedule
+from aggregator import deliveries, logs, outbox, queue, recovery, refold, retention, schedule
 from aggregator.errors import ServiceUnavailableError
 from aggregator.reach import SERVICE_ERRORS
 from aggregator.runtime import Runtime, open_runtime
@@ -144,6 +145,11 @@ async def open_when_reachable(
 
 
 async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
+    async with recovery.beating(rt.pool, rt.redis, rt.holder, rt.settings.lease_seconds):
+        await _schedule_forever(rt, stop)
+
+
+async def _schedule_forever(rt: Runtime, stop: asyncio.Event) -> None:
     workers = Workers(rt)
     workers.start()
     relay = asyncio.create_task(
@@ -164,13 +170,18 @@ async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
     try:
         while not stop.is_set():
             rt.liveness.beat("scheduler")
+            leases = []
             try:
-                leases = await schedule.lease_due(rt.pool, rt.settings)
+                leases = await schedule.lease_due(rt.pool, rt.settings, rt.holder.id)
                 if leases:
                     log.debug("queued %d polls", await schedule_pass(rt, leases))
                 outage.succeeded()
             except SERVICE_ERRORS as exc:
-                outage.failed(exc, "leases will expire and be retried")
+                outage.failed(exc, "polling resumes when it is back")
+                # Leased but perhaps never queued (Redis away): due again once it answers.
+                await rt.holder.give_back(
+                    rt.pool, [(lease.feed_id, lease.token) for lease in leases]
+                )
             workers.check()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), rt.settings.scheduler_tick)
@@ -197,6 +208,15 @@ class OnceSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     # Subscriber deliveries this run queued: their consumers took / failed / not yet.
     sent: deliveries.Settled = field(default_factory=lambda: deliveries.Settled(0, 0, 0))
+    # Active feeds not polled within the time limit (their host's turn never came).
+    not_polled: list[str] = field(default_factory=list)
+
+
+_NOT_POLLED = """
+SELECT id, url FROM feeds
+WHERE id = ANY($1::bigint[]) AND NOT disabled AND (last_polled_at IS NULL OR last_polled_at < $2)
+ORDER BY id
+"""
 
 
 async def run_once(
@@ -204,35 +224,61 @@ async def run_once(
 ) -> OnceSummary:
     """Poll every active feed once, wait until polls and stores are done, summarize.
 
+    A feed whose host was busy (politeness) is deferred by its poll; it is queued
+    again, round after round, until every feed is polled or ``timeout`` seconds
+    have passed: those left are named in the summary (``not_polled``).
     ``progress(polled, total, stored)`` is called as the run goes, and once at the end."""
     started: datetime = await rt.pool.fetchval("SELECT now()")
     started_ms = int(time.time() * 1000)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     workers = Workers(rt)
     workers.start()
     watcher: asyncio.Task[None] | None = None
+    left: list[asyncpg.Record] = []
     try:
-        leases = await schedule.lease_all(rt.pool, rt.settings)
-        await schedule_pass(rt, leases)
-        log.info("polling %d feeds once", len(leases))
-        if progress is not None:
-            watcher = asyncio.create_task(_watch(rt, started, len(leases), progress))
-        await wait_drained(rt, timeout=timeout, workers=workers)
-        await outbox.drain(rt.pool, rt.redis, timeout=timeout)  # new articles to subscribers
-        # Wait (bounded) for the consumers' outcomes: a failed delivery is dead-lettered.
-        settled = await deliveries.settle(
-            rt.pool, rt.redis, since_ms=started_ms, timeout=min(timeout, SETTLE_SECONDS)
-        )
-        # ... and a look at older ones (a replay's, or queued while no daemon ran).
-        await deliveries.watch_once(rt.redis, await deliveries.arq_subscribers(rt.pool))
+        async with recovery.beating(rt.pool, rt.redis, rt.holder, rt.settings.lease_seconds):
+            leases = await schedule.lease_all(rt.pool, rt.settings, rt.holder.id)
+            feed_ids = [lease.feed_id for lease in leases]
+            log.info("polling %d feeds once", len(leases))
+            if progress is not None:
+                watcher = asyncio.create_task(_watch(rt, started, len(leases), progress))
+            while leases:
+                await schedule_pass(rt, leases)
+                with contextlib.suppress(TimeoutError):
+                    await wait_drained(rt, timeout=deadline - loop.time(), workers=workers)
+                left = await rt.pool.fetch(_NOT_POLLED, feed_ids, started)
+                if not left or loop.time() >= deadline:
+                    break
+                # Deferred (their host's turn did not come in time) or given back after
+                # a service error: their turn again.
+                leases = await schedule.lease_these(
+                    rt.pool, rt.settings, [r["id"] for r in left], rt.holder.id
+                )
+            # Polls in flight finish (or are deferred: a host's turn is waited for at most
+            # host_wait); what is still queued is not polled.
+            await workers.stop()
+            if left:
+                left = await rt.pool.fetch(_NOT_POLLED, feed_ids, started)
+                await schedule.release(rt.pool, [(lease.feed_id, lease.token) for lease in leases])
+            remaining = max(deadline - loop.time(), 30.0)
+            await outbox.drain(rt.pool, rt.redis, timeout=remaining)  # to subscribers
+            # Wait (bounded) for the consumers' outcomes: a failed delivery is dead-lettered.
+            settled = await deliveries.settle(
+                rt.pool, rt.redis, since_ms=started_ms, timeout=min(remaining, SETTLE_SECONDS)
+            )
+            # ... and a look at older ones (a replay's, or queued while no daemon ran).
+            await deliveries.watch_once(rt.redis, await deliveries.arq_subscribers(rt.pool))
     finally:
         if watcher is not None:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         await workers.stop()
     if progress is not None:
-        await _report_progress(rt, started, len(leases), progress)
+        await _report_progress(rt, started, len(feed_ids), progress)
     summary = await summarize(rt, started)
     summary.sent = settled
+    summary.not_polled = [r["url"] for r in left]
     return summary
 
 

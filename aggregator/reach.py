@@ -37,6 +37,9 @@ SERVICE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.AdminShutdownError,
+    # A connection the outage broke mid-operation, found out when the pool resets it:
+    # "cannot switch to state 15; another operation (2) is in progress".
+    asyncpg.InternalClientError,
 )
 
 

@@ -5,8 +5,8 @@ event loop) -> drop what this feed already delivered -> queue a store batch ->
 schedule the next poll. A poll job carries a batch of feeds: they are claimed
 in one statement, polled side by side, and their outcomes written in one
 transaction. Errors of the feed's own making are recorded on its row; a
-service error (Redis or Postgres away) leaves the feed claimed, so it is due
-again a lease length later.
+service error (Redis or Postgres away) gives the lease back, so the feed is
+polled again as soon as the service answers (see ``recovery``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from aggregator.feeds import Feed
 from aggregator.fetch import FetchResult
 from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
 from aggregator.politeness import HostBusyError
+from aggregator.reach import SERVICE_ERRORS
 from aggregator.runtime import Runtime
 from aggregator.settings import Settings
 from aggregator.store import StoreBatch, StoreResult, Validators, store_batch
@@ -45,35 +46,43 @@ class Outcome(StrEnum):
     FAILED = "failed"
     DEFERRED = "deferred"  # its host was busy; due again shortly
     SKIPPED = "skipped"  # a stale job: polled, re-leased, removed or disabled since
-    INTERRUPTED = "interrupted"  # a service error mid-poll; due again after the lease
+    INTERRUPTED = "interrupted"  # a service error mid-poll; the lease is given back
 
 
 async def refresh_feeds(rt: Runtime, leases: Sequence[tuple[int, str]]) -> list[Outcome]:
     """Poll a batch of leased feeds at once: one claim, the polls side by side, one write
     of their outcomes. A feed whose poll hit a service error (Redis or Postgres away) is
-    left as claimed: it becomes due again a lease length later."""
+    given back: due again at once, or as soon as Postgres answers."""
     settings = rt.settings
-    feeds = {feed.id: feed for feed in await schedule.claim(rt.pool, settings, leases)}
-    recorder = schedule.Recorder(settings)
+    claimed = await schedule.claim(rt.pool, settings, leases, owner=rt.holder.id)
+    feeds = {feed.id: feed for feed, _ in claimed}
+    tokens = {feed.id: token for feed, token in claimed}
+    recorder = schedule.Recorder(settings, tokens)
     results = await asyncio.gather(
         *(_refresh(rt, feed, recorder) for feed in feeds.values()), return_exceptions=True
     )
-    await recorder.flush(rt.pool)
     by_feed: dict[int, Outcome] = {}
     for feed, result in zip(feeds.values(), results, strict=True):
         if isinstance(result, Outcome):
             by_feed[feed.id] = result
-            if result is not Outcome.FAILED:  # failures are counted with their kind in _failed
-                metrics.FETCHES.labels(outcome=result.value, error_kind="").inc()
         elif isinstance(result, Exception):
-            _interruptions.failed(
-                result, f"such feeds are due again in {settings.lease_seconds:.0f}s"
-            )
+            _interruptions.failed(result, "their feeds are given back and polled again")
             by_feed[feed.id] = Outcome.INTERRUPTED
         else:
             raise result  # cancelled: the job is being stopped
-    if Outcome.INTERRUPTED not in by_feed.values():
+    try:
+        await recorder.flush(rt.pool)
+    except SERVICE_ERRORS as exc:  # nothing recorded: every poll of the batch is owed back
+        _interruptions.failed(exc, "their feeds are given back and polled again")
+        by_feed = dict.fromkeys(by_feed, Outcome.INTERRUPTED)
+    interrupted = [(f, tokens[f]) for f, out in by_feed.items() if out is Outcome.INTERRUPTED]
+    if interrupted:
+        await rt.holder.give_back(rt.pool, interrupted)
+    else:
         _interruptions.succeeded()
+    for outcome in by_feed.values():
+        if outcome not in (Outcome.FAILED, Outcome.INTERRUPTED):  # failures: see _failed
+            metrics.FETCHES.labels(outcome=outcome.value, error_kind="").inc()
     return [by_feed.get(feed_id, Outcome.SKIPPED) for feed_id, _ in leases]
 
 
@@ -147,7 +156,13 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
     if not queued:
         record.unchanged(feed, interval, **validators.model_dump())
         return Outcome.NOTHING_NEW
-    record.success(feed, interval, title=document.title, site_url=document.site_url)
+    record.success(
+        feed,
+        interval,
+        title=document.title,
+        site_url=document.site_url,
+        queued_body_hash=body_hash,
+    )
     flog.debug("%d of %d articles queued", queued, len(articles))
     return Outcome.QUEUED
 

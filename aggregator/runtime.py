@@ -15,13 +15,14 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 from arq.connections import ArqRedis
 
 from aggregator import db, queue
+from aggregator.children import die_with_parent
 from aggregator.dedupe import SeenCache
 from aggregator.errors import (
     ConfigError,
@@ -31,6 +32,7 @@ from aggregator.health import Liveness
 from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
 from aggregator.politeness import HostLimiter
 from aggregator.reach import naming
+from aggregator.recovery import LeaseHolder
 from aggregator.settings import Settings
 
 log = logging.getLogger("aggregator")
@@ -49,6 +51,7 @@ class Runtime:
     hosts: HostLimiter
     liveness: Liveness  # what /healthz reports about this process's loops
     parses: int = 0  # bodies parsed by this process: an unchanged feed must cost none
+    holder: LeaseHolder = field(default_factory=LeaseHolder)  # this process's leases
 
     async def parse(
         self,
@@ -92,7 +95,12 @@ def parse_executor(settings: Settings) -> Executor:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     processes = settings.parse_processes or max(1, (usable or os.cpu_count() or 1) - 1)
     # spawn, not fork: the parent holds sockets and an event loop a child must not inherit.
-    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with_parent,  # a SIGKILLed daemon leaves no parse process behind
+        initargs=(os.getpid(),),
+    )
 
 
 @asynccontextmanager
@@ -115,8 +123,8 @@ async def open_runtime(
             pool = await db.create_pool(
                 database_url,
                 # Each store job and each poll job holds one connection at a time, plus
-                # the scheduler and the outbox relay.
-                max_size=settings.store_concurrency + poll_jobs(settings) + 2,
+                # the scheduler, the outbox relay and the heartbeat.
+                max_size=settings.store_concurrency + poll_jobs(settings) + 3,
             )
         stack.push_async_callback(pool.close)
         with naming("Redis", redis_url):

@@ -82,9 +82,11 @@ JOIN articles a ON a.content_hash = s.content_hash
 ON CONFLICT (article_id, feed_id) DO NOTHING
 """
 
+# The batch's body is stored: no longer pending (see recovery, a Redis lost).
 _ADVANCE_VALIDATORS = """
 UPDATE feeds
-SET etag = $2, last_modified = $3, last_body_hash = $4
+SET etag = $2, last_modified = $3, last_body_hash = $4,
+    pending_body_hash = NULLIF(pending_body_hash, $4)
 WHERE id = $1
 """
 

@@ -23,7 +23,16 @@ from aggregator.embedded import EmbeddedServices  # noqa: E402
 from aggregator.runtime import Runtime, open_runtime  # noqa: E402
 from aggregator.settings import Settings  # noqa: E402
 
-TABLES = ("article_sources", "articles", "feeds", "outbox", "subscribers", "stories", "story_keys")
+TABLES = (
+    "article_sources",
+    "articles",
+    "feeds",
+    "outbox",
+    "subscribers",
+    "stories",
+    "story_keys",
+    "processes",
+)
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -134,3 +136,72 @@ async def test_daemon_stops_cleanly_on_sigterm(
 
 async def _queues_empty(rt: Runtime) -> bool:
     return all([await queue.depth(rt.redis, q) == 0 for q in (queue.POLL_QUEUE, queue.STORE_QUEUE)])
+
+
+def _process_table() -> dict[int, tuple[int, str, str]]:
+    """Every live process: pid -> (parent pid, state, start time)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        table[int(entry)] = (int(fields[1]), fields[0], fields[19])
+    return table
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """A process's descendants, each with its start time (so a reused pid is not it)."""
+    table = _process_table()
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, _, started) in table.items():
+            if ppid == parent and child not in found:
+                found[child] = started
+                frontier.append(child)
+    return found
+
+
+def still_running(processes_: dict[int, str]) -> list[int]:
+    """Those of the processes that still run (a zombie has exited)."""
+    table = _process_table()
+    return [
+        pid
+        for pid, started in processes_.items()
+        if pid in table and table[pid][2] == started and table[pid][1] != "Z"
+    ]
+
+
+async def test_a_sigkilled_daemon_leaves_no_process_behind(
+    runtime: Runtime, settings: Settings, feed_server: FeedServer
+) -> None:
+    corpus = Corpus.load(OWN_CORPUS)
+    urls = corpus.serve(feed_server)
+    async with runtime.pool.acquire() as conn:
+        await corpus.register(conn, urls)
+    proc = processes.aggregator(["run"], processes.service_env(settings))
+    try:
+
+        async def parsing() -> bool:  # the parse pool and the resource tracker are up
+            return bool(await runtime.pool.fetchval("SELECT count(*) FROM articles"))
+
+        await eventually(parsing, 60, "the daemon to store articles")
+        children = descendants(proc.pid)
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
+        assert any(b"resource_tracker" in c for c in commands), commands
+        assert any(b"multiprocessing.spawn" in c for c in commands), commands
+        processes.sigkill(proc)
+
+        async def none_left() -> bool:
+            return not still_running(children)
+
+        await eventually(none_left, 10, f"the daemon's children {children} to exit")
+    finally:
+        if proc.poll() is None:
+            processes.sigkill(proc)
+        processes.output(proc)

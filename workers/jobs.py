@@ -8,6 +8,7 @@ by ``refresh_feed`` and never fail the job.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -20,6 +21,7 @@ from arq.worker import Function
 from aggregator import queue, web
 from aggregator.health import HEALTH_INTERVAL, health_key
 from aggregator.reach import SERVICE_ERRORS
+from aggregator.recovery import beating, jobs_key
 from aggregator.refresh import refresh_feeds
 from aggregator.refresh import store_articles as store
 from aggregator.runtime import Runtime, open_runtime, poll_jobs
@@ -64,8 +66,22 @@ def _retry(ctx: dict[str, Any], exc: BaseException) -> Retry:
 
 async def poll_feeds(ctx: dict[str, Any], leases: list[list[Any]]) -> dict[str, int]:
     """A batch of leased feeds; returns how many polls ended each way."""
+    rt: Runtime = ctx["runtime"]
+    batch = [(int(f), str(t)) for f, t in leases]
     try:
-        outcomes = await refresh_feeds(ctx["runtime"], [(int(f), str(t)) for f, t in leases])
+        outcomes = await refresh_feeds(rt, batch)
+    except SERVICE_ERRORS as exc:
+        # Before the claim (Postgres away): the leases are still good. They are given
+        # back once Postgres answers, and polled then, instead of retried by arq (whose
+        # tries run out during a long outage and leave the feeds leased).
+        log.warning(
+            "poll job %s: %s: %s; its feeds are polled again once it is back",
+            ctx.get("job_id"),
+            type(exc).__name__,
+            exc,
+        )
+        rt.holder.owed.update(batch)
+        return {"interrupted": len(batch)}
     except TRANSIENT_ERRORS as exc:  # before the claim: the leases are still good
         raise _retry(ctx, exc) from exc
     return dict(collections.Counter(outcome.value for outcome in outcomes))
@@ -73,10 +89,19 @@ async def poll_feeds(ctx: dict[str, Any], leases: list[list[Any]]) -> dict[str, 
 
 async def store_articles(ctx: dict[str, Any], batch: dict[str, Any]) -> dict[str, int]:
     parsed = StoreBatch.model_validate(batch)
+    rt: Runtime = ctx["runtime"]
+    # Which jobs this process runs: if it dies, a live one hands them on (see recovery).
+    running = jobs_key(rt.holder.id)
+    job_id = str(ctx.get("job_id"))
     try:
-        result = await store(ctx["runtime"], parsed)
+        await rt.redis.sadd(running, job_id)  # type: ignore[misc]
+        await rt.redis.expire(running, 86400)
+        result = await store(rt, parsed)
     except TRANSIENT_ERRORS as exc:
         raise _retry(ctx, exc) from exc
+    finally:
+        with contextlib.suppress(*SERVICE_ERRORS):
+            await rt.redis.srem(running, job_id)  # type: ignore[misc]
     return {"new": result.new, "merged": result.merged, "sightings": result.sightings}
 
 
@@ -141,13 +166,17 @@ def worker_options(settings: Settings, queue_name: str) -> dict[str, Any]:
 
 def startup_for(queue_name: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
     async def startup(ctx: dict[str, Any]) -> None:
-        """Standalone workers (``arq workers.poll.WorkerSettings``) build their own runtime
-        and, with ``AGGREGATOR_HTTP_PORT`` set, serve /healthz and /metrics for this process."""
+        """Standalone workers (``arq workers.poll.WorkerSettings``) build their own runtime,
+        beat as a lease holder, and, with ``AGGREGATOR_HTTP_PORT`` set, serve /healthz and
+        /metrics for this process."""
         stack = AsyncExitStack()
         runtime: Runtime = await stack.enter_async_context(open_runtime(load_settings()))
         runtime.liveness.watch_queue(queue_name)
         ctx["runtime"] = runtime
         ctx["exit_stack"] = stack
+        await stack.enter_async_context(
+            beating(runtime.pool, runtime.redis, runtime.holder, runtime.settings.lease_seconds)
+        )
         await stack.enter_async_context(web.serve(runtime, shared_metrics=False))
 
     return startup
