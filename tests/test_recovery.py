@@ -18,6 +18,7 @@ import redis.asyncio
 
 from aggregator import migrations, recovery, refresh, schedule, subscribers
 from aggregator.consumer import queue_name
+from aggregator.dedupe import FeedWindow
 from aggregator.embedded import EmbeddedServices
 from aggregator.refresh import Outcome
 from aggregator.runtime import Runtime
@@ -513,10 +514,10 @@ async def test_a_poll_interrupted_by_redis_gives_its_lease_back(
     feed_id = await add_feed(runtime, feed_server.add("interrupted.xml", rss(2)))
     (lease,) = await schedule.lease_all(runtime.pool, runtime.settings)
 
-    async def redis_gone(*args: object, **kwargs: object) -> frozenset[str]:
+    async def redis_gone(*args: object, **kwargs: object) -> FeedWindow:
         raise redis.exceptions.ConnectionError("Redis went away")
 
-    monkeypatch.setattr(runtime.seen, "known_entries", redis_gone)
+    monkeypatch.setattr(runtime.seen, "window", redis_gone)
     assert await refresh.refresh_feed(runtime, feed_id, lease.token) == Outcome.INTERRUPTED
     state = await _lease_state(runtime, feed_id)
     assert state["lease_token"] is None and state["last_success_at"] is None
