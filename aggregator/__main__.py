@@ -7,7 +7,7 @@ arq, asyncpg and click into every one of them (about 32 MB each).
 
 
 def run() -> None:
-    from aggregator.cli import main
+    from aggregator.app.cli import main
 
     main()
 

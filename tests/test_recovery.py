@@ -16,12 +16,13 @@ import asyncpg
 import pytest
 import redis.asyncio
 
-from aggregator import migrations, recovery, refresh, schedule, subscribers
+from aggregator import refresh
+from aggregator.app.embedded import EmbeddedServices
 from aggregator.consumer import queue_name
-from aggregator.embedded import EmbeddedServices
 from aggregator.refresh import Outcome
 from aggregator.runtime import Runtime
 from aggregator.settings import Settings
+from aggregator.storage import migrations, recovery, schedule, subscribers
 from tests import processes
 from tests.feedserver import FeedServer
 from tests.test_faults import eventually
