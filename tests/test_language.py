@@ -27,7 +27,7 @@ from aggregator.pipeline.parse import parse_feed
 from bench import synthetic
 from tests.groundtruth import Corpus, corpora
 
-SAMPLES = Path(normalize.__file__).parent / "samples"
+SAMPLES = Path(normalize.__file__).parents[1] / "samples"
 SYNTHETIC_FEEDS = 40  # 800 items, all four languages
 
 

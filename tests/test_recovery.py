@@ -514,7 +514,7 @@ async def test_a_poll_interrupted_by_redis_gives_its_lease_back(
     async def redis_gone(*args: object, **kwargs: object) -> frozenset[str]:
         raise redis.exceptions.ConnectionError("Redis went away")
 
-    monkeypatch.setattr(runtime.seen, "known_entries", redis_gone)
+    monkeypatch.setattr(runtime.seen, "window", redis_gone)
     assert await refresh.refresh_feed(runtime, feed_id, lease.token) == Outcome.INTERRUPTED
     state = await _lease_state(runtime, feed_id)
     assert state["lease_token"] is None and state["last_success_at"] is None

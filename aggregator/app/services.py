@@ -2,7 +2,7 @@
 
 With ``AGGREGATOR_DATABASE_URL`` and ``AGGREGATOR_REDIS_URL`` set, those
 servers are used as they are. Whatever is unset comes from the embedded
-servers under ``AGGREGATOR_DATA_DIR`` (see ``aggregator.embedded``), started
+servers under ``AGGREGATOR_DATA_DIR`` (see ``aggregator.app.embedded``), started
 for the command and stopped when the last command using them ends: only the
 one that is unset (a real PostgreSQL and an embedded Redis is a fine pair).
 """

@@ -4,8 +4,8 @@ Inserts articles (the unique key on ``content_hash`` decides what is new),
 records a sighting per (article, feed), and advances the feed's validators in
 the same transaction, so a batch lost before commit means the next poll fetches
 the whole feed again. Re-running a batch changes nothing. New articles get
-their outbox row and NOTIFY in the same transaction (``aggregator.outbox``),
-and their story (``aggregator.stories``).
+their outbox row and NOTIFY in the same transaction (``aggregator.storage.outbox``),
+and their story (``aggregator.storage.stories``).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ async def store_batch(
                 batch.validators.last_modified,
                 batch.validators.body_hash,
             )
-        # Last: outbox rows and NOTIFY for the new articles (see aggregator.outbox).
+        # Last: outbox rows and NOTIFY for the new articles (see aggregator.storage.outbox).
         await record_arrivals(conn, [row["id"] for row in inserted])
     sightings = int(status.rsplit(" ", 1)[1])
     return StoreResult(

@@ -15,7 +15,7 @@ then looks at the job's keys:
 - nothing at all: the job expired unconsumed, or the consumer keeps no results
   (``keep_result=0``), or they expired before the daemon looked: a dead letter too.
 
-Results are read with ``aggregator.results`` (JSON, or pickle parsed inertly).
+Results are read with ``aggregator.storage.results`` (JSON, or pickle parsed inertly).
 Moving an entry to the dead letters is one script that removes it from the watch
 set first, so two watchers (the daemon and ``run --once``) dead-letter it once.
 """

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 from aggregator.errors import LockMissingError
 
 if TYPE_CHECKING:
-    # aggregator.stories takes a lock and runs in the parse processes too, which need
-    # no asyncpg (11 MB each); only ``ensure`` needs it at run time.
+    # Imported where asyncpg is not needed at run time (11 MB a process); only
+    # ``ensure`` needs it.
     import asyncpg
 
-MIGRATIONS = "migrations"  # one migration applied at a time (aggregator.migrations)
+MIGRATIONS = "migrations"  # one migration applied at a time (aggregator.storage.migrations)
 STORIES = "stories"  # story assignment, from the candidate lookup to commit
 ARRIVALS = "arrivals"  # outbox insert to commit: outbox ids commit in id order
 RELAY = "relay"  # one outbox relay pass at a time

@@ -1,7 +1,7 @@
 """Schema migrations: numbered plain ``.sql`` files applied in order.
 
 Each file runs in its own transaction and is recorded in ``schema_migrations``.
-That transaction first takes the ``migrations`` row lock (aggregator.locks) and
+That transaction first takes the ``migrations`` row lock (aggregator.storage.locks) and
 checks the file is still pending, so two daemons starting at once apply each file
 once, in order. Applying twice is a no-op.
 

@@ -3,7 +3,7 @@
 ``record_arrivals`` runs inside ``store_batch``'s transaction: one outbox row per
 new article, and one NOTIFY on ``aggregator_new_article`` per article (Postgres
 delivers it on commit). The rows are inserted under a lock held to commit (a row
-lock, see aggregator.locks), so outbox ids are handed out and committed in the same
+lock, see aggregator.storage.locks), so outbox ids are handed out and committed in the same
 order: ``outbox.id`` increases in commit order, and a reader that has seen id N has
 seen every id below.
 

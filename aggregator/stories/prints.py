@@ -1,6 +1,6 @@
 """Stories: the edited copies of one news story, across outlets, grouped under one ``story_id``.
 
-The content hash merges byte-identical bodies; this module groups what is left:
+The content hash merges byte-identical bodies; this package groups what is left:
 a wire story with a new headline, a trimmed ending, an editor's note, a
 summary-only digest entry, a Persian copy typed with Arabic letters, a late
 republication with a new dateline. Every newly stored article joins the story
@@ -41,9 +41,12 @@ time, and travels in the ``Article``; the prints of stored articles that come
 back as candidates are remembered per process, keyed by their text. The loop
 mostly compares sets.
 
-Store workers assign stories under one lock (a row lock, see aggregator.locks),
+Store workers assign stories under one lock (a row lock, see aggregator.storage.locks),
 taken after the CPU work and held to commit, so two workers storing copies of one
 
+This module holds the prints (shingles, MinHash keys, fingerprints, the remembered
+prints); the news rules are ``stories.match``, the assignment plan ``stories.plan``
+and the SQL that reads candidates and writes the plan ``storage.stories``.
 """
 
 from __future__ import annotations

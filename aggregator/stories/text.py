@@ -2,7 +2,7 @@
 
 Two consumers take their rules from here:
 
-* the story matcher (``stories.fold``) compares texts across outlets;
+* the story matcher (``fold``, at the end of this module) compares texts across outlets;
 * full-text search folds every article (``articles.search_vector``) and every query
   (``article_search_query``) in Postgres, through the SQL function
   ``article_search_fold(text)`` that migration ``sql/010_search_fold.sql`` defines.
