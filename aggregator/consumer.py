@@ -37,7 +37,8 @@ from arq.worker import Worker
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from aggregator import queue
-from aggregator.errors import AggregatorError, ConfigError
+from aggregator.errors import ConfigError
+from aggregator.errors import InvalidSubscriberNameError as InvalidSubscriberNameError
 
 __all__ = [
     "NEW_ARTICLE_JOB",
@@ -47,6 +48,7 @@ __all__ = [
     "Handler",
     "InvalidSubscriberNameError",
     "NewArticle",
+    "Sighting",
     "check_name",
     "dead_letter_key",
     "queue_name",
@@ -74,10 +76,6 @@ CRASH_ALLOWANCE = 5
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-class InvalidSubscriberNameError(AggregatorError, ValueError):
-    """A subscriber name with characters that are not safe in a Redis key."""
-
-
 def check_name(name: str) -> str:
     """The name, if it is 1-64 letters, digits, ``_``, ``.`` or ``-`` (starting alphanumeric)."""
     if not _NAME.fullmatch(name):
@@ -98,8 +96,9 @@ def dead_letter_key(subscriber: str) -> str:
     return queue_name(subscriber) + ":dead"
 
 
-class ArticleSource(BaseModel):
-    """One sighting: a feed that carried the article, with the link and guid it used."""
+class Sighting(BaseModel):
+    """A sighting: a feed that carried the article, with the link and guid it used (a row
+    of the ``article_sources`` table; the payload lists them under ``sources``)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -112,10 +111,15 @@ class ArticleSource(BaseModel):
     seen_at: datetime
 
 
+# The name this model had before version 0.2: consumers written against it keep working.
+ArticleSource = Sighting
+
+
 class NewArticle(BaseModel):
     """The ``new_article`` payload, schema version 1 (fields are the ``articles`` columns
-    of docs/sql.md). Fields may be added within a version; a consumer ignores the ones
-    it does not know. A change that breaks consumers bumps ``schema_version``."""
+    of docs/sql.md; tests/test_model.py holds them against ``aggregator.model.Article``).
+    Fields may be added within a version; a consumer ignores the ones it does not know.
+    A change that breaks consumers bumps ``schema_version``."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -134,7 +138,7 @@ class NewArticle(BaseModel):
     published_at: datetime
     first_seen_at: datetime
     updated_at: datetime
-    sources: list[ArticleSource]
+    sources: list[Sighting]
 
 
 class DeadLetter(BaseModel):

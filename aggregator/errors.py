@@ -125,3 +125,44 @@ class NotAFeedError(ParseError):
     """The body is something else: an HTML page, an empty answer, JSON that is not a feed."""
 
     kind = "not_a_feed"
+
+
+# --- the rest: commands, subscribers, storage and deferrals -------------------------------------
+
+
+class LockMissingError(AggregatorError, LookupError):
+    """A lock's row is not in ``ingest_locks``: the schema was not migrated by this version."""
+
+
+class NoFeedFoundError(AggregatorError, ValueError):
+    """The URL is a web page that advertises no feed."""
+
+
+class SubscriberNotFoundError(AggregatorError, LookupError):
+    """No subscriber has that name."""
+
+
+class SubscriberFilterError(AggregatorError, ValueError):
+    """A filter value that cannot be used."""
+
+
+class SubscriberKindError(AggregatorError, ValueError):
+    """A subscriber asked to change between an arq queue and a stream."""
+
+
+class InvalidSubscriberNameError(AggregatorError, ValueError):
+    """A subscriber name with characters that are not safe in a Redis key."""
+
+
+class EmbeddedError(AggregatorError, RuntimeError):
+    """An embedded server could not be set up or started."""
+
+
+class MigrationLockError(AggregatorError):
+    """A migration could not take its table locks: other sessions kept them too long."""
+
+
+class HostBusyError(AggregatorError):
+    """The host's turn did not come within ``host_wait``: the poll is deferred, not failed.
+
+    Not a ``FeedError``: nothing is wrong with the feed, and no failure is counted."""

@@ -10,6 +10,7 @@ worker); the gauges of shared state come from the daemon only.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,7 +21,18 @@ from prometheus_client import (
 )
 
 from aggregator import queue
-from aggregator.runtime import Runtime
+
+if TYPE_CHECKING:
+    import asyncpg
+    from arq.connections import ArqRedis
+
+
+class Clients(Protocol):
+    """What the gauges read: the process's Postgres pool and Redis (the ``Runtime`` has both)."""
+
+    pool: asyncpg.Pool
+    redis: ArqRedis
+
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 # Gauges of state every process sees alike (queues, feeds, the outbox): served by the
@@ -119,7 +131,7 @@ def observe_freshness(region: str | None, published: list[datetime], stored_at: 
         histogram.observe(max(0.0, (stored_at - when).total_seconds()))
 
 
-async def queue_names(rt: Runtime) -> list[str]:
+async def queue_names(rt: Clients) -> list[str]:
     """Our arq queues: poll, store, and every subscriber's (and dead-letter lists); not the
     health-check keys that workers and consumers keep beside their queue."""
     names = [queue.POLL_QUEUE, queue.STORE_QUEUE]
@@ -130,7 +142,7 @@ async def queue_names(rt: Runtime) -> list[str]:
     return sorted(set(names))
 
 
-async def refresh_gauges(rt: Runtime, *, shared: bool = True) -> None:
+async def refresh_gauges(rt: Clients, *, shared: bool = True) -> None:
     """This process's pool; with ``shared``, the state every process sees alike."""
     size, idle = rt.pool.get_size(), rt.pool.get_idle_size()
     DB_POOL.labels(state="in_use").set(size - idle)
@@ -158,7 +170,7 @@ async def refresh_gauges(rt: Runtime, *, shared: bool = True) -> None:
     OUTBOX_OLDEST_SECONDS.set(backlog["oldest_seconds"])
 
 
-async def exposition(rt: Runtime, *, shared: bool = True) -> bytes:
+async def exposition(rt: Clients, *, shared: bool = True) -> bytes:
     await refresh_gauges(rt, shared=shared)
     own = generate_latest(REGISTRY)
     return own + generate_latest(SHARED_REGISTRY) if shared else own

@@ -20,17 +20,19 @@ from enum import StrEnum
 
 import asyncpg
 
-from aggregator import fulltext, logs, metrics, queue, schedule, websub
-from aggregator.dedupe import FeedWindow
-from aggregator.errors import FeedError, HTTPStatusError
-from aggregator.feeds import Feed
-from aggregator.fetch import FetchResult
-from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
-from aggregator.politeness import HostBusyError
+from aggregator import logs, metrics, polling, queue
+from aggregator.errors import FeedError, HostBusyError, HTTPStatusError
+from aggregator.http import fulltext, websub
+from aggregator.http.fetch import FetchResult
+from aggregator.model import Article
+from aggregator.pipeline.normalize import DocumentInfo, FeedContext, articles_from_document
 from aggregator.reach import SERVICE_ERRORS
 from aggregator.runtime import Runtime
 from aggregator.settings import Settings
-from aggregator.store import StoreBatch, StoreResult, Validators, store_batch
+from aggregator.storage import schedule
+from aggregator.storage.articles import StoreBatch, StoreResult, Validators, store_batch
+from aggregator.storage.feeds import Feed
+from aggregator.storage.seen import FeedWindow
 
 log = logging.getLogger("aggregator.refresh")
 # A service outage interrupts every poll in flight: one warning when they start, one line
@@ -95,7 +97,9 @@ async def refresh_feed(rt: Runtime, feed_id: int, lease_token: str) -> Outcome:
 async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcome:
     flog = logs.for_feed(log, feed.id, feed.url)
     settings, now = rt.settings, datetime.now(UTC)
-    interval = feed.poll_interval or feed.update_interval or settings.poll_interval
+    interval = polling.current_interval(
+        settings, override=feed.poll_interval, computed=feed.update_interval
+    )
     try:
         async with rt.hosts.slot(feed.url):
             with metrics.FETCH_SECONDS.time():
@@ -136,10 +140,10 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
     if document.capped:  # entries left unread: the next poll must fetch and read the body
         validators = Validators(body_hash="")
 
-    interval = schedule.poll_interval(
+    interval = polling.poll_interval(
         settings,
         override=feed.poll_interval,
-        hints=schedule.hints_from(
+        hints=polling.hints_from(
             ttl=document.ttl,
             update_period=document.update_period,
             update_frequency=document.update_frequency,
@@ -147,7 +151,7 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
             expires=response.expires,
             now=now,
         ),
-        observed=schedule.observed_interval(document.published),
+        observed=polling.observed_interval(document.published),
     )
     await websub.renew_if_due(rt, feed, hub=document.hub, topic=document.self_url, now=now)
     queued = await deliver(
@@ -316,10 +320,10 @@ async def remember_add_fetch(
         articles=articles,
         fetched_at=now,
     )
-    interval = schedule.poll_interval(
+    interval = polling.poll_interval(
         settings,
         override=feed.poll_interval,
-        hints=schedule.hints_from(
+        hints=polling.hints_from(
             ttl=document.ttl,
             update_period=document.update_period,
             update_frequency=document.update_frequency,
@@ -327,7 +331,7 @@ async def remember_add_fetch(
             expires=response.expires,
             now=now,
         ),
-        observed=schedule.observed_interval(document.published),
+        observed=polling.observed_interval(document.published),
     )
     async with conn.transaction():
         result = await store_batch(
@@ -336,7 +340,7 @@ async def remember_add_fetch(
         await conn.execute(
             _ADDED_AND_STORED,
             feed.id,
-            schedule.next_delay(settings, interval),
+            polling.next_delay(settings, interval),
             interval,
             document.warning,
             document.title,

@@ -21,19 +21,21 @@ from datetime import datetime
 import asyncpg
 from arq.connections import ArqRedis
 
-from aggregator import db, queue
+from aggregator import queue
 from aggregator.children import die_with_parent
-from aggregator.dedupe import SeenCache
 from aggregator.errors import (
     ConfigError,
 )
-from aggregator.fetch import Fetcher
 from aggregator.health import Liveness
-from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
-from aggregator.politeness import HostLimiter
+from aggregator.http.fetch import Fetcher
+from aggregator.http.politeness import HostLimiter
+from aggregator.model import Article
+from aggregator.pipeline.normalize import DocumentInfo, FeedContext, articles_from_document
 from aggregator.reach import naming
-from aggregator.recovery import LeaseHolder
 from aggregator.settings import Settings
+from aggregator.storage import db
+from aggregator.storage.recovery import LeaseHolder
+from aggregator.storage.seen import SeenCache
 
 log = logging.getLogger("aggregator")
 

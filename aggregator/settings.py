@@ -24,7 +24,7 @@ Seconds = Annotated[float, Field(gt=0)]
 
 
 def default_data_dir() -> Path:
-    """``/var/lib/aggregator`` for root, else the XDG data folder (see ``aggregator.embedded``)."""
+    """``/var/lib/aggregator`` for root, else the XDG data folder (see ``app.embedded``)."""
     if os.geteuid() == 0:
         return Path("/var/lib/aggregator")
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(

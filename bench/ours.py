@@ -64,7 +64,7 @@ class Ours:
         self.db_name = services.database_name(self.name)
         self.database_url = await services.create_database(self.server_url, self.db_name)
         try:
-            from aggregator import db
+            from aggregator.storage import db
 
             await db.migrate(self.database_url)
             await services.flush_redis(self.redis_url)

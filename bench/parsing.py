@@ -11,7 +11,7 @@ import statistics
 import time
 from pathlib import Path
 
-from aggregator.parse import _parse_xml_feed
+from aggregator.pipeline.parse import _parse_xml_feed
 from bench.synthetic import render_feed
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus" / "raw"

@@ -516,7 +516,7 @@ async def growth_store(sizes: Sizes) -> dict[str, Any]:
     33 story keys and a sent outbox row each, like a stored article); then
     ``growth_batches`` farm feeds of fresh articles are stored one batch at a
     time on one connection, as a store worker does."""
-    from aggregator.store import store_batch
+    from aggregator.storage.articles import store_batch
     from bench.store import fresh_batch
 
     server = services.server_database_url()
@@ -524,7 +524,7 @@ async def growth_store(sizes: Sizes) -> dict[str, Any]:
     url = await services.create_database(server, name)
     levels = []
     try:
-        from aggregator import db
+        from aggregator.storage import db
 
         await db.migrate(url)
         conn = await asyncpg.connect(url)

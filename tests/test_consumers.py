@@ -20,11 +20,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from aggregator import consumer, daemon, feeds, outbox, schedule, subscribers
+from aggregator import consumer
+from aggregator.app import daemon
+from aggregator.app.demo import SampleFeed, sample_feeds
 from aggregator.consumer import NewArticle
-from aggregator.demo import SampleFeed, sample_feeds
 from aggregator.runtime import Runtime
 from aggregator.settings import Settings
+from aggregator.storage import feeds, outbox, schedule, subscribers
 from tests import processes
 from tests.feedserver import FeedServer
 

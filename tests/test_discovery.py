@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from aggregator.discover import feed_links
+from aggregator.http.discover import feed_links
 from aggregator.settings import Settings
 from tests import processes
 from tests.feedserver import FeedServer

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from aggregator.embedded import EmbeddedServices
+from aggregator.app.embedded import EmbeddedServices
 from tests import processes
 from tests.feedserver import FeedServer
 from tests.groundtruth import OWN_CORPUS, Corpus

@@ -31,14 +31,17 @@ from feedparser.urls import _urljoin, make_safe_absolute_uri, resolve_relative_u
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator import fastparse
-from aggregator.normalize import FeedContext, normalize_feed
-from aggregator.parse import ParsedFeed, _parse_xml_feed, defuse_xml, parse_feed
+from aggregator.pipeline import fastparse
+from aggregator.pipeline.normalize import FeedContext, normalize_feed
+from aggregator.pipeline.parse import ParsedFeed, _parse_xml_feed, defuse_xml, parse_feed
 from bench.synthetic import render_feed
 from tests.groundtruth import OWN_CORPUS, SHARED_FIXTURES
 from tests.hostile import feeds
 from tests.hostile.cases import CASES
 from tests.hostile.server import Body
+
+# ``python -m pytest -m feedparser``: re-verify fastparse against the installed feedparser.
+pytestmark = pytest.mark.feedparser
 
 HERE = Path(__file__).resolve().parent
 SAMPLES = HERE.parent / "aggregator" / "samples"

@@ -11,9 +11,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from aggregator import daemon, queue, schedule
+from aggregator import queue
+from aggregator.app import daemon
 from aggregator.runtime import Runtime
 from aggregator.settings import Settings
+from aggregator.storage import schedule
 from tests import processes
 from tests.feedserver import FeedServer
 from tests.groundtruth import OWN_CORPUS, Corpus, pairwise

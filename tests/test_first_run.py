@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import columns, demo, status
-from aggregator.embedded import EmbeddedServices
+from aggregator.app import columns, demo, status
+from aggregator.app.embedded import EmbeddedServices
 from aggregator.errors import ConfigError, InvalidFeedURLError
-from aggregator.feeds import Feed, FeedSpec
 from aggregator.settings import Settings, load_settings
+from aggregator.storage.feeds import Feed, FeedSpec
 from tests import processes
 from tests.feedserver import FeedServer
 

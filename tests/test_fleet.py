@@ -20,12 +20,14 @@ import aiohttp
 import pytest
 import yaml
 
-from aggregator import daemon, db, metrics, outbox, schedule
-from aggregator import web as daemon_web
+from aggregator import metrics
+from aggregator.app import daemon
+from aggregator.app import web as daemon_web
 from aggregator.health import HEALTH_INTERVAL, Liveness, health_key
 from aggregator.queue import POLL_QUEUE, STORE_QUEUE
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.settings import Settings
+from aggregator.storage import db, outbox, schedule
 from tests import processes
 from tests.feedserver import FeedServer
 from tests.groundtruth import OWN_CORPUS, Corpus

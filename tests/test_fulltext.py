@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from aggregator import daemon, feeds
+from aggregator.app import daemon
 from aggregator.runtime import Runtime
+from aggregator.storage import feeds
 from tests.feedserver import FeedServer
 
 PARAGRAPHS = [

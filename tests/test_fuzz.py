@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator import bodytext
-from aggregator.dedupe import SHORT_BODY_CHARS, content_hash
 from aggregator.errors import AggregatorError
-from aggregator.normalize import (
+from aggregator.pipeline import bodytext
+from aggregator.pipeline.contenthash import SHORT_BODY_CHARS, content_hash
+from aggregator.pipeline.normalize import (
     EARLIEST_DATE,
     MAX_AUTHOR_CHARS,
     MAX_CONTENT_CHARS,
@@ -35,7 +35,7 @@ from aggregator.normalize import (
     articles_from_document,
     normalize_entry,
 )
-from aggregator.parse import Body, Entry
+from aggregator.pipeline.parse import Body, Entry
 from tests.hostile import feeds
 
 NOW = datetime(2026, 3, 3, tzinfo=UTC)

@@ -27,15 +27,15 @@ from typing import Any
 import feedparser
 import pytest
 
-from aggregator import daemon
+from aggregator.app import daemon
 from aggregator.errors import (
     BlockedAddressError,
     BodyTooLargeError,
     FetchTimeoutError,
     InvalidFeedURLError,
 )
-from aggregator.fetch import Fetcher, check_url, is_public_address
-from aggregator.normalize import (
+from aggregator.http.fetch import Fetcher, check_url, is_public_address
+from aggregator.pipeline.normalize import (
     EARLIEST_DATE,
     MAX_AUTHOR_CHARS,
     MAX_GUID_CHARS,
@@ -45,7 +45,7 @@ from aggregator.normalize import (
     FeedContext,
     articles_from_document,
 )
-from aggregator.parse import parse_feed
+from aggregator.pipeline.parse import parse_feed
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.settings import Settings
 from tests.groundtruth import OWN_CORPUS, Corpus

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aggregator import daemon, status
-from aggregator.parse import (
+from aggregator.app import daemon, status
+from aggregator.pipeline.parse import (
     DEFAULT_MEMORY_BUDGET,
     ENTRY_COST,
     ParsedFeed,

@@ -21,13 +21,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from aggregator import language, normalize
-from aggregator.normalize import FeedContext, normalize_feed
-from aggregator.parse import parse_feed
+from aggregator.pipeline import language, normalize
+from aggregator.pipeline.normalize import FeedContext, normalize_feed
+from aggregator.pipeline.parse import parse_feed
 from bench import synthetic
 from tests.groundtruth import Corpus, corpora
 
-SAMPLES = Path(normalize.__file__).parent / "samples"
+SAMPLES = Path(normalize.__file__).parents[1] / "samples"
 SYNTHETIC_FEEDS = 40  # 800 items, all four languages
 
 

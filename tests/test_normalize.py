@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.dedupe import content_hash
-from aggregator.normalize import (
+from aggregator.pipeline.contenthash import content_hash
+from aggregator.pipeline.normalize import (
     FeedContext,
     articles_from_document,
     canonical_url,

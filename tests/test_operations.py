@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 import redis.exceptions
 
-from aggregator import daemon
-from aggregator import web as daemon_web
-from aggregator.embedded import _package_dir
+from aggregator.app import daemon
+from aggregator.app import web as daemon_web
+from aggregator.app.embedded import _package_dir
 from aggregator.runtime import open_runtime
 from aggregator.settings import Settings
 from tests.feedserver import FeedServer

@@ -22,7 +22,8 @@ import lxml.html
 import pytest
 
 from aggregator.errors import AggregatorError
-from aggregator.normalize import Article, DocumentInfo, FeedContext, articles_from_document
+from aggregator.model import Article
+from aggregator.pipeline.normalize import DocumentInfo, FeedContext, articles_from_document
 
 PEER = Path(
     os.environ.get(

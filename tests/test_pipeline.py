@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import daemon, queue
-from aggregator.normalize import FeedContext, articles_from_document
+from aggregator import queue
+from aggregator.app import daemon
+from aggregator.pipeline.normalize import FeedContext, articles_from_document
 from aggregator.runtime import Runtime
 from tests.feedserver import FeedServer
 from tests.groundtruth import Corpus, corpora, corpus_params, ingest, pairwise

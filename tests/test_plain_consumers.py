@@ -28,10 +28,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from packaging.requirements import Requirement
 
-from aggregator import consumer, daemon, deliveries, metrics, outbox, results, streams, subscribers
-from aggregator.demo import sample_feeds
+from aggregator import consumer, metrics
+from aggregator.app import daemon
+from aggregator.app.demo import sample_feeds
 from aggregator.runtime import Runtime
 from aggregator.settings import Settings
+from aggregator.storage import deliveries, outbox, results, streams, subscribers
 from tests import processes
 from tests.feedserver import FeedServer
 from tests.test_consumers import add_subscriber, eventually, ids_where, ingest, register_samples

@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator import daemon, feeds, queue, refresh, schedule
+from aggregator import polling, queue, refresh
+from aggregator.app import daemon
 from aggregator.refresh import Outcome
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.settings import Settings
+from aggregator.storage import feeds, schedule
 from tests import processes
 from tests.feedserver import FeedServer
 from tests.test_faults import eventually
@@ -69,36 +71,72 @@ async def scheduled_delay(rt: Runtime, feed_id: int) -> float:
 
 
 def test_publisher_hints_are_read() -> None:
-    hints = schedule.hints_from(
+    hints = polling.hints_from(
         ttl="60", update_period="hourly", update_frequency="2", cache_control="public, max-age=300"
     )
     assert (hints.ttl, hints.syndication, hints.cache) == (3600, 1800, 300)
     assert hints.slowest == 3600
     expires = (NOW + timedelta(minutes=10)).strftime("%a, %d %b %Y %H:%M:%S GMT")
-    assert schedule.hints_from(expires=expires, now=NOW).cache == pytest.approx(600)
-    assert schedule.hints_from(ttl="soon", update_period="fortnightly").slowest is None
+    assert polling.hints_from(expires=expires, now=NOW).cache == pytest.approx(600)
+    assert polling.hints_from(ttl="soon", update_period="fortnightly").slowest is None
 
 
 def test_interval_follows_publishing_rate_within_bounds(settings: Settings) -> None:
     bounded = settings.model_copy(update={"min_interval": 30, "max_interval": 86400})
-    minute = schedule.observed_interval([NOW - timedelta(minutes=i) for i in range(10)])
-    weekly = schedule.observed_interval([NOW - timedelta(weeks=i) for i in range(10)])
-    fast = schedule.poll_interval(bounded, override=None, hints=schedule.Hints(), observed=minute)
-    slow = schedule.poll_interval(bounded, override=None, hints=schedule.Hints(), observed=weekly)
+    minute = polling.observed_interval([NOW - timedelta(minutes=i) for i in range(10)])
+    weekly = polling.observed_interval([NOW - timedelta(weeks=i) for i in range(10)])
+    fast = polling.poll_interval(bounded, override=None, hints=polling.Hints(), observed=minute)
+    slow = polling.poll_interval(bounded, override=None, hints=polling.Hints(), observed=weekly)
     assert fast == 60 and slow == 86400
-    hinted = schedule.poll_interval(
-        bounded, override=None, hints=schedule.Hints(ttl=3600), observed=minute
+    hinted = polling.poll_interval(
+        bounded, override=None, hints=polling.Hints(ttl=3600), observed=minute
     )
     assert hinted == 3600, "never more often than the publisher asks"
-    assert schedule.poll_interval(bounded, override=5, hints=schedule.Hints(), observed=None) == 30
+    assert polling.poll_interval(bounded, override=5, hints=polling.Hints(), observed=None) == 30
 
 
 def test_backoff_grows_is_capped_and_honours_retry_after(settings: Settings) -> None:
     capped = settings.model_copy(update={"max_backoff": 100})
-    delays = [schedule.backoff_delay(capped, 10, n) for n in range(1, 8)]
+    delays = [polling.backoff_delay(capped, 10, n) for n in range(1, 8)]
     assert all(b > a for a, b in itertools.pairwise(delays[:5]))
     assert max(delays) <= 110
-    assert schedule.backoff_delay(capped, 10, 1, retry_after=90) >= 90
+    assert polling.backoff_delay(capped, 10, 1, retry_after=90) >= 90
+
+
+def test_one_interval_rule_the_operators_override_wins(settings: Settings) -> None:
+    """The poll and the backoff after a failure start from the same interval (they used
+    to disagree: the poll put the override first, the failure path the computed one)."""
+    rule = polling.current_interval
+    assert rule(settings, override=600, computed=60) == 600
+    assert rule(settings, override=None, computed=60) == 60
+    assert rule(settings, override=None, computed=None) == settings.poll_interval
+
+
+def test_decide_after_a_poll(settings: Settings) -> None:
+    from aggregator.errors import FetchTimeoutError, HTTPStatusError
+
+    bounded = settings.model_copy(update={"min_interval": 10, "max_backoff": 3600})
+    healthy = polling.decide(bounded, interval=100)
+    assert 100 <= healthy.delay <= 101 and healthy.disable is None
+    failed = polling.decide(
+        bounded, interval=100, failures=3, now=NOW, error=FetchTimeoutError("slow")
+    )
+    assert 400 <= failed.delay <= 440 and failed.disable is None
+    limited = HTTPStatusError("429", status=429, retry_after=1000)
+    assert polling.decide(bounded, interval=100, failures=1, now=NOW, error=limited).delay >= 1000
+    gone = polling.decide(
+        bounded, interval=100, failures=1, now=NOW, error=HTTPStatusError("410", status=410)
+    )
+    assert gone.disable is not None and "410" in gone.disable
+    given_up = polling.decide(
+        bounded,
+        interval=100,
+        failures=bounded.disable_after_failures,
+        failing_since=NOW - timedelta(seconds=bounded.disable_after_seconds),
+        now=NOW,
+        error=FetchTimeoutError("slow"),
+    )
+    assert given_up.disable is not None and "failed" in given_up.disable
 
 
 # --- through the real poll path ---------------------------------------------------------------

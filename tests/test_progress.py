@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from aggregator.progress import Progress
+from aggregator.app.progress import Progress
 
 
 class Terminal(io.StringIO):

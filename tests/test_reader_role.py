@@ -24,12 +24,13 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from aggregator import locks, migrations, subscribers
-from aggregator.dedupe import content_hash
-from aggregator.normalize import Article
+from aggregator import errors
+from aggregator.model import Article
+from aggregator.pipeline.contenthash import content_hash
 from aggregator.reach import service_error
 from aggregator.settings import Settings
-from aggregator.store import StoreBatch, Validators, store_batch
+from aggregator.storage import locks, migrations, subscribers
+from aggregator.storage.articles import StoreBatch, Validators, store_batch
 from tests import processes, services
 from tests.feedserver import FeedServer
 from tests.test_sql_contract import QUERIES, documented_columns, store_fixture
@@ -522,7 +523,7 @@ async def test_a_migration_does_not_queue_ingestion_behind_a_reader(
                 await asyncio.sleep(0.02)
 
         inserting = asyncio.create_task(ingest())
-        with pytest.raises(migrations.MigrationLockError, match="probe"):
+        with pytest.raises(errors.MigrationLockError, match="probe"):
             await migrations.apply(owner, probe, lock_timeout=0.3, patience=3)
         assert len(waits) > 20 and max(waits) < 1.5, max(waits)
 

@@ -16,13 +16,14 @@ import asyncpg
 import pytest
 import redis.asyncio
 
-from aggregator import migrations, recovery, refresh, schedule, subscribers
+from aggregator import refresh
+from aggregator.app.embedded import EmbeddedServices
 from aggregator.consumer import queue_name
-from aggregator.dedupe import FeedWindow
-from aggregator.embedded import EmbeddedServices
 from aggregator.refresh import Outcome
 from aggregator.runtime import Runtime
 from aggregator.settings import Settings
+from aggregator.storage import migrations, recovery, schedule, subscribers
+from aggregator.storage.seen import FeedWindow
 from tests import processes
 from tests.feedserver import FeedServer
 from tests.test_faults import eventually

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator import retention
-from aggregator.normalize import Article
+from aggregator.model import Article
 from aggregator.runtime import Runtime
-from aggregator.store import StoreBatch, Validators, store_batch
+from aggregator.storage import retention
+from aggregator.storage.articles import StoreBatch, Validators, store_batch
 
 pytestmark = pytest.mark.slow
 

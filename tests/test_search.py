@@ -21,11 +21,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from aggregator import feeds, locks, migrations, refold, textfold
-from aggregator.dedupe import content_hash
-from aggregator.normalize import Article
+from aggregator.model import Article
+from aggregator.pipeline.contenthash import content_hash
 from aggregator.settings import Settings
-from aggregator.store import StoreBatch, Validators, store_batch
+from aggregator.storage import feeds, locks, migrations, refold
+from aggregator.storage.articles import StoreBatch, Validators, store_batch
+from aggregator.stories import text as textfold
 from tests import processes, services
 from tests.groundtruth import SHARED_FIXTURES
 from tests.search_queries import ARTICLES, QUERIES
@@ -349,10 +350,10 @@ async def test_an_edit_refolds_the_row(conn: asyncpg.Connection, labelled: dict[
 def test_story_fold_keeps_its_own_rules() -> None:
     """The story fold shares textfold.LETTERS but not the search-only rules: stored
     story prints must not change (tests/test_story_prints.py holds their keys)."""
-    from aggregator import stories
+    from aggregator.stories import text as story_text
 
-    assert stories.fold("ئ") != stories.fold("ی")
-    assert stories.fold("الذهب") != stories.fold("ذهب")
+    assert story_text.fold("ئ") != story_text.fold("ی")
+    assert story_text.fold("الذهب") != story_text.fold("ذهب")
     assert textfold.search_fold("ئ") == textfold.search_fold("ی")
 
 

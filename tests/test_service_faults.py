@@ -16,9 +16,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from aggregator import migrations, subscribers
-from aggregator.embedded import EmbeddedServices
+from aggregator.app.embedded import EmbeddedServices
 from aggregator.settings import Settings
+from aggregator.storage import migrations, subscribers
 from tests import processes
 from tests.feedserver import FeedServer
 from tests.groundtruth import OWN_CORPUS, Corpus, pairwise

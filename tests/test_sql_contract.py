@@ -15,10 +15,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from aggregator import feeds, outbox
-from aggregator.dedupe import content_hash
-from aggregator.normalize import Article
-from aggregator.store import StoreBatch, Validators, store_batch
+from aggregator.model import Article
+from aggregator.pipeline.contenthash import content_hash
+from aggregator.storage import feeds, outbox
+from aggregator.storage.articles import StoreBatch, Validators, store_batch
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "sql.md"
 BIG_TABLES = {"articles", "article_sources", "outbox"}

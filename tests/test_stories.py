@@ -26,12 +26,17 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from aggregator import dedupe, language, stories
-from aggregator.normalize import Article, FeedContext, normalize_feed
-from aggregator.parse import Body, Entry, ParsedFeed, parse_feed
+from aggregator.model import Article
+from aggregator.pipeline import contenthash, language
+from aggregator.pipeline.normalize import FeedContext, normalize_feed
+from aggregator.pipeline.parse import Body, Entry, ParsedFeed, parse_feed
 from aggregator.runtime import Runtime
 from aggregator.settings import Settings
-from aggregator.store import StoreBatch, Validators, store_batch
+from aggregator.storage.articles import StoreBatch, Validators, store_batch
+from aggregator.stories import match as story_match
+from aggregator.stories import plan as story_plan
+from aggregator.stories import prints as story_prints
+from aggregator.stories import text as story_text
 from tests import processes
 from tests.feedserver import FeedServer
 from tests.groundtruth import Corpus, corpora, corpus_params, ingest, pairwise
@@ -177,14 +182,14 @@ def fp(
     at: datetime = T0,
     url: str | None = None,
     guid: str | None = None,
-) -> stories.Fingerprint:
-    return stories.fingerprint(
+) -> story_prints.Fingerprint:
+    return story_prints.fingerprint(
         title=title, text=text, published_at=at, canonical_url=url, guid=guid
     )
 
 
-def same(a: stories.Fingerprint, b: stories.Fingerprint) -> bool:
-    return stories.compare(a, b).evidence is not stories.Evidence.NONE
+def same(a: story_prints.Fingerprint, b: story_prints.Fingerprint) -> bool:
+    return story_match.compare(a, b).evidence is not story_match.Evidence.NONE
 
 
 def rial(when: str, weekday: str, rate: str, euro: str, coin: str, trend: str) -> str:
@@ -246,10 +251,10 @@ def test_letter_variants_zwnj_and_digits_fold() -> None:
     )
     arabic_letters = persian.translate(str.maketrans("یک۱۲", "يك١٢"))
     assert arabic_letters != persian
-    assert stories.words(persian) == stories.words(arabic_letters)
-    assert stories.words("می‌شود") == stories.words("می شود")
-    assert "12" in stories.words(persian)
-    assert stories.words("İSTANBUL'da ISPARTA") == stories.words("istanbul'da ıspARTA")
+    assert story_text.words(persian) == story_text.words(arabic_letters)
+    assert story_text.words("می‌شود") == story_text.words("می شود")
+    assert "12" in story_text.words(persian)
+    assert story_text.words("İSTANBUL'da ISPARTA") == story_text.words("istanbul'da ıspARTA")
     text = "\n\n".join([persian] * 3)
     variant = "\n\n".join([arabic_letters] * 3)
     assert same(fp(text, title="دریاچه ارومیه"), fp(variant, title="درياچه اروميه"))
@@ -263,12 +268,12 @@ def _reference_marks() -> dict[int, None]:
 
 
 def _reference_fold(text: str) -> str:
-    """``stories.fold`` as first written, with ``str.translate``: the numpy tables must
+    """``story_text.fold`` as first written, with ``str.translate``: the numpy tables must
     give the same text, character for character, or stored keys would stop matching."""
     marks = _reference_marks()
     if text.isascii():
-        return text.translate(stories._FOLD).casefold()
-    text = unicodedata.normalize("NFKC", text).translate(stories._FOLD).casefold()
+        return text.translate(story_text._FOLD).casefold()
+    text = unicodedata.normalize("NFKC", text).translate(story_text._FOLD).casefold()
     return unicodedata.normalize("NFKD", text).translate(marks)
 
 
@@ -287,15 +292,15 @@ def test_fold_is_the_reference_fold() -> None:
     texts = _FOLD_SAMPLES + ["".join(rng.choices(alphabet, k=300)) for _ in range(50)]
     texts += [a.content_text for _, a in corpus_articles()[:200]]
     for text in texts:
-        assert stories.fold(text) == _reference_fold(text), text[:80]
+        assert story_text.fold(text) == _reference_fold(text), text[:80]
 
 
 def test_datelines_are_not_the_story() -> None:
-    assert stories.strip_dateline("AMMAN, Jordan, Sept. 11 (CWS) — Jordan will") == "Jordan will"
-    assert stories.strip_dateline("الرياض (الشرق) — أظهرت بيانات") == "أظهرت بيانات"
-    assert stories.strip_dateline("LONDON - Brent rose") == "Brent rose"
+    assert story_text.strip_dateline("AMMAN, Jordan, Sept. 11 (CWS) — Jordan will") == "Jordan will"
+    assert story_text.strip_dateline("الرياض (الشرق) — أظهرت بيانات") == "أظهرت بيانات"
+    assert story_text.strip_dateline("LONDON - Brent rose") == "Brent rose"
     sentence = "The minister — who resigned on Monday — said"
-    assert stories.strip_dateline(sentence) == sentence
+    assert story_text.strip_dateline(sentence) == sentence
 
 
 def test_stubs_join_by_headline_or_address_only() -> None:
@@ -329,7 +334,7 @@ def test_guids_are_scoped_by_publisher() -> None:
 
 def test_the_window_bounds_matching() -> None:
     assert not same(fp(WIRE), fp(WIRE + " Update.", at=T0 + timedelta(days=8)))
-    assert stories.compare(
+    assert story_match.compare(
         fp(WIRE), fp(WIRE + " Update.", at=T0 + timedelta(days=8)), window=timedelta(days=10)
     ).evidence
 
@@ -342,10 +347,10 @@ def test_minhash_estimates_jaccard_and_bands_find_near_duplicates() -> None:
         a = set(shared + universe[1000:2000][: 1000 - len(shared)])
         b = set(shared + universe[2000:3000][: 1000 - len(shared)])
         true = len(a & b) / len(a | b)
-        sig_a, sig_b = stories.minhash(a), stories.minhash(b)
+        sig_a, sig_b = story_prints.minhash(a), story_prints.minhash(b)
         estimate = float((sig_a == sig_b).mean())
         assert abs(estimate - true) < 0.15, (overlap, true, estimate)
-    body_bands = stories.BODY_BANDS
+    body_bands = story_prints.BODY_BANDS
     near = fp(WIRE.replace("two years", "three years"), title="A different headline")
     assert set(fp(WIRE).keys[:body_bands]) & set(near.keys[:body_bands])
 
@@ -355,16 +360,18 @@ def test_plan_stops_at_the_first_match_only_where_that_cannot_change_it(
 ) -> None:
     """Every article of the corpora planned in one batch (many candidates per article,
     of one story and of several): the same plan as comparing every candidate."""
-    pending = [(i, stories.article_fingerprint(a)) for i, (_, a) in enumerate(corpus_articles(), 1)]
-    known = [stories.Known(-i, -i, f) for i, f in pending[:40]]  # stored copies, too
-    planned = stories.plan_stories(pending[40:], known)
+    pending = [
+        (i, story_prints.article_fingerprint(a)) for i, (_, a) in enumerate(corpus_articles(), 1)
+    ]
+    known = [story_plan.Known(-i, -i, f) for i, f in pending[:40]]  # stored copies, too
+    planned = story_plan.plan_stories(pending[40:], known)
 
     def every_candidate(fp, candidates, fingerprints, plan, story_of, window):  # type: ignore[no-untyped-def]
-        found = [(stories.compare(fp, fingerprints[c], window=window), c) for c in candidates]
-        return [(m, c) for m, c in found if m.evidence is not stories.Evidence.NONE]
+        found = [(story_match.compare(fp, fingerprints[c], window=window), c) for c in candidates]
+        return [(m, c) for m, c in found if m.evidence is not story_match.Evidence.NONE]
 
-    monkeypatch.setattr(stories, "_matches", every_candidate)
-    assert stories.plan_stories(pending[40:], known) == planned
+    monkeypatch.setattr(story_plan, "_matches", every_candidate)
+    assert story_plan.plan_stories(pending[40:], known) == planned
     assert len(set(planned.assigned.values())) < len(planned.assigned)  # stories did join
 
 
@@ -380,8 +387,8 @@ def test_plan_merges_stories_a_strong_copy_bridges() -> None:
     )
     other = fp(WIRE, title="Cyprus says well confirms find", url="https://levant.example/n/9")
     full = fp(WIRE, title="Appraisal well confirms gas find", url=url, guid="gw-1")
-    known = [stories.Known(10, 10, summary), stories.Known(11, 11, other)]
-    plan = stories.plan_stories([(12, full)], known)
+    known = [story_plan.Known(10, 10, summary), story_plan.Known(11, 11, other)]
+    plan = story_plan.plan_stories([(12, full)], known)
     assert plan.assigned == {12: 10} and plan.merged == {11: 10}
 
 
@@ -400,7 +407,7 @@ async def connections(
 def republication(i: int, story: str, slug: str) -> Article:
     text = f"{story}\n\nPublished by outlet {i} with its own closing paragraph number {i}."
     return Article(
-        content_hash=dedupe.content_hash(text, title="t", canonical_url=None),
+        content_hash=contenthash.content_hash(text, title="t", canonical_url=None),
         canonical_url=f"https://outlet{i}.example/news/{slug}",
         url=None,
         guid=None,
@@ -558,7 +565,7 @@ def article(
     text: str, *, title: str, url: str, guid: str | None = None, minutes: int = 0
 ) -> Article:
     return Article(
-        content_hash=dedupe.content_hash(text, title=title, canonical_url=url),
+        content_hash=contenthash.content_hash(text, title=title, canonical_url=url),
         canonical_url=url,
         url=url,
         guid=guid,
@@ -665,17 +672,17 @@ def test_matching_is_symmetric_and_a_text_matches_itself(
 ) -> None:
     first = fp(" ".join(a))
     second = fp(" ".join(b), at=T0 + timedelta(minutes=gap))
-    assert stories.compare(first, second) == stories.compare(second, first)
+    assert story_match.compare(first, second) == story_match.compare(second, first)
     if not first.is_stub:
-        assert stories.compare(first, first).evidence is stories.Evidence.STRONG
+        assert story_match.compare(first, first).evidence is story_match.Evidence.STRONG
 
 
 @given(text=st.text(alphabet=st.sampled_from("یکيك۱١1 \u200cاأإآةهـَ"), max_size=80))
 def test_folding_is_idempotent_and_letter_variants_agree(text: str) -> None:
-    folded = stories.fold(text)
-    assert stories.fold(folded) == folded
+    folded = story_text.fold(text)
+    assert story_text.fold(folded) == folded
     arabic = text.translate(str.maketrans("یک۱", "يك١"))
-    assert stories.words(arabic) == stories.words(text)
+    assert story_text.words(arabic) == story_text.words(text)
 
 
 @given(st.lists(st.integers(0, 2**64 - 1), max_size=300), st.booleans())
@@ -684,4 +691,4 @@ def test_sorted_unique_is_numpys_unique(values: list[int], repeat: bool) -> None
     import numpy as np
 
     array = np.array(values + values[: len(values) // 2] if repeat else values, dtype=np.uint64)
-    assert np.array_equal(stories._sorted_unique(array), np.unique(array))
+    assert np.array_equal(story_prints._sorted_unique(array), np.unique(array))

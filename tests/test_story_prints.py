@@ -15,9 +15,11 @@ from typing import Any, NoReturn
 import asyncpg
 import pytest
 
-from aggregator import fulltext, queue, stories
-from aggregator.normalize import Article
-from aggregator.store import StoreBatch, Validators, store_batch
+from aggregator import queue
+from aggregator.http import fulltext
+from aggregator.model import Article
+from aggregator.storage.articles import StoreBatch, Validators, store_batch
+from aggregator.stories import prints as story_prints
 from tests.conftest import TABLES
 from tests.test_stories import OTHER_REPORT, T0, WIRE, article, corpus_articles
 
@@ -29,7 +31,7 @@ async def conn(database_url: str, clean_services: None) -> AsyncIterator[asyncpg
     await connection.close()
 
 
-def matching_view(fp: stories.Fingerprint) -> tuple[object, ...]:
+def matching_view(fp: story_prints.Fingerprint) -> tuple[object, ...]:
     """Everything matching reads of a fingerprint."""
     return (
         fp.shingles,
@@ -44,8 +46,8 @@ def matching_view(fp: stories.Fingerprint) -> tuple[object, ...]:
     )
 
 
-def from_text(a: Article) -> stories.Fingerprint:
-    return stories.fingerprint(
+def from_text(a: Article) -> story_prints.Fingerprint:
+    return story_prints.fingerprint(
         title=a.title,
         text=a.content_text or a.summary,
         published_at=a.published_at,
@@ -104,8 +106,8 @@ def test_a_carried_print_survives_the_queue_and_matches_as_its_text(
     received = through_the_queue(articles).articles
     assert received == articles
     assert all(a.story_print is not None for a in received)
-    monkeypatch.setattr(stories, "story_print", refuse)
-    carried = [stories.article_fingerprint(a) for a in received]
+    monkeypatch.setattr(story_prints, "story_print", refuse)
+    carried = [story_prints.article_fingerprint(a) for a in received]
     monkeypatch.undo()
     assert [matching_view(fp) for fp in carried] == [matching_view(from_text(a)) for a in received]
 
@@ -117,13 +119,13 @@ def test_a_print_of_another_text_is_recomputed() -> None:
         "Iraq and Iran agreed to link Basra by rail.", title="Rail", url="https://a.example/1"
     )
     teaser = teaser.model_copy(
-        update={"story_print": stories.story_print(teaser.title, teaser.content_text)}
+        update={"story_print": story_prints.story_print(teaser.title, teaser.content_text)}
     )
     full = teaser.model_copy(update={"content_text": WIRE})  # the teaser's print rides along
     assert full.story_print == teaser.story_print
-    fp = stories.article_fingerprint(full)
+    fp = story_prints.article_fingerprint(full)
     assert matching_view(fp) == matching_view(from_text(full))
-    assert fp.shingles != stories.article_fingerprint(teaser).shingles
+    assert fp.shingles != story_prints.article_fingerprint(teaser).shingles
 
 
 def test_a_full_text_page_gets_the_print_of_its_text() -> None:
@@ -131,11 +133,11 @@ def test_a_full_text_page_gets_the_print_of_its_text() -> None:
         "Iraq and Iran agreed to link Basra by rail.", title="Rail", url="https://a.example/1"
     )
     teaser = teaser.model_copy(
-        update={"story_print": stories.story_print(teaser.title, teaser.content_text)}
+        update={"story_print": story_prints.story_print(teaser.title, teaser.content_text)}
     )
     full = fulltext.with_text(teaser, WIRE.split("\n\n"))
     assert full.content_text != teaser.content_text
-    assert full.story_print == stories.story_print(full.title, full.content_text)
+    assert full.story_print == story_prints.story_print(full.title, full.content_text)
 
 
 async def stored_state(conn: asyncpg.Connection) -> tuple[list[tuple[Any, ...]], ...]:
@@ -175,11 +177,11 @@ async def test_the_store_job_computes_no_print_of_carried_or_stored_texts(
     """Carried prints for the new articles; remembered ones for the stored candidates,
     which the store itself remembered as it inserted them."""
     articles = [a for _, a in corpus_articles()]
-    stories.remembered_prints.clear()
-    monkeypatch.setattr(stories, "story_print", refuse)
+    story_prints.remembered_prints.clear()
+    monkeypatch.setattr(story_prints, "story_print", refuse)
     await ingest_fresh(conn, articles, prints=True)
-    assert stories.remembered_prints.hits > 0
-    assert stories.remembered_prints.misses == 0
+    assert story_prints.remembered_prints.hits > 0
+    assert story_prints.remembered_prints.misses == 0
 
 
 async def test_a_reused_article_id_never_brings_back_another_text(
@@ -188,15 +190,15 @@ async def test_a_reused_article_id_never_brings_back_another_text(
     """Ids start again at 1 after TRUNCATE ... RESTART IDENTITY (tests, the demo), and
     another store worker may be the one that stores the next article 1: a print this
     worker remembered for article 1 must not answer for it."""
-    this_worker = stories.RememberedPrints()
-    monkeypatch.setattr(stories, "remembered_prints", this_worker)
+    this_worker = story_prints.RememberedPrints()
+    monkeypatch.setattr(story_prints, "remembered_prints", this_worker)
     await ingest_fresh(
         conn, [article(OTHER_REPORT, title="Rail plans", url="https://a.example/1")], prints=False
     )
     assert len(this_worker) == 1
     wire = article(WIRE, title="Rail deal", url="https://b.example/2")
     with monkeypatch.context() as other_worker:
-        other_worker.setattr(stories, "remembered_prints", stories.RememberedPrints())
+        other_worker.setattr(story_prints, "remembered_prints", story_prints.RememberedPrints())
         await ingest_fresh(conn, [wire], prints=False)
     copy = article(WIRE + " Update.", title="Rail", url="https://c.example/3", minutes=5)
     await store_batch(conn, through_the_queue([copy], prints=False))
@@ -207,11 +209,11 @@ async def test_a_reused_article_id_never_brings_back_another_text(
 
 def test_remembered_prints_keep_the_latest_used_within_their_budget() -> None:
     texts = [f"{WIRE}\n\nCorrection number {i} of the day." for i in range(5)]
-    prints = [stories.story_print("Rail", text, with_keys=False) for text in texts]
-    probe = stories.RememberedPrints()
+    prints = [story_prints.story_print("Rail", text, with_keys=False) for text in texts]
+    probe = story_prints.RememberedPrints()
     probe.add(prints[0])
     each = probe.size
-    remembered = stories.RememberedPrints(max_bytes=3 * each + each // 2)
+    remembered = story_prints.RememberedPrints(max_bytes=3 * each + each // 2)
     for p in prints[:3]:
         remembered.add(p)
     assert remembered.of("Rail", texts[0]) == prints[0]  # a hit: now the latest used
@@ -265,7 +267,7 @@ WIRE_KEYS = [
 
 
 def test_print_keys_are_those_already_stored() -> None:
-    p = stories.story_print("Oil prices rise 3% as OPEC+ talks stall in Riyadh", WIRE)
+    p = story_prints.story_print("Oil prices rise 3% as OPEC+ talks stall in Riyadh", WIRE)
     assert list(p.keys) == WIRE_KEYS
     assert p.numbers == ("150", "3", "32")
     assert p.title == "oil prices rise 3 as opec talks stall in riyadh"
@@ -275,11 +277,13 @@ def test_copies_of_one_text_are_printed_once_with_keys() -> None:
     """The parse processes remember the prints of recent texts: a wire copy carried by
     another outlet gets the print its text would get, keys and all, without a second
     computation."""
-    recent = stories.RememberedPrints(1 << 20, with_keys=True)
+    recent = story_prints.RememberedPrints(1 << 20, with_keys=True)
     first = recent.of("Oil prices rise 3% as OPEC+ talks stall in Riyadh", WIRE)
     again = recent.of("Oil prices rise 3% as OPEC+ talks stall in Riyadh", WIRE)
     assert again is first and (recent.hits, recent.misses) == (1, 1)
-    assert first == stories.story_print("Oil prices rise 3% as OPEC+ talks stall in Riyadh", WIRE)
+    assert first == story_prints.story_print(
+        "Oil prices rise 3% as OPEC+ talks stall in Riyadh", WIRE
+    )
     assert list(first.keys) == WIRE_KEYS
     other = recent.of("Another headline about the same OPEC+ talks", WIRE)
     assert other.digest != first.digest and recent.misses == 2

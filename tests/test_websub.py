@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from aggregator import daemon, queue
-from aggregator import web as daemon_web
+from aggregator import queue
+from aggregator.app import daemon
+from aggregator.app import web as daemon_web
 from aggregator.runtime import open_runtime
 from aggregator.settings import Settings
 from tests.feedserver import FeedServer

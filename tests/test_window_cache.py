@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from aggregator import daemon, queue
-from aggregator.dedupe import FeedWindow
+from aggregator import queue
+from aggregator.app import daemon
 from aggregator.runtime import Runtime
+from aggregator.storage.seen import FeedWindow
 from tests.feedserver import FeedServer
 
 TEXT = "A paragraph long enough to be hashed on its own text, about story number {}."

@@ -1,6 +1,17 @@
-"""The store queue's worker: ``arq workers.store.WorkerSettings``."""
+"""The store queue's worker: ``arq workers.store.WorkerSettings``.
 
-from aggregator.queue import STORE_QUEUE
-from workers.jobs import settings_class
+A shim for the ``arq`` command: the jobs live in ``aggregator.app.jobs``. The class is
+built on first access (when the worker starts), so importing this module reads no
+environment and never exits.
+"""
 
-WorkerSettings = type("WorkerSettings", (), settings_class(STORE_QUEUE))
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WorkerSettings":
+        from aggregator.app.jobs import worker_settings
+        from aggregator.queue import STORE_QUEUE
+
+        return worker_settings(STORE_QUEUE)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

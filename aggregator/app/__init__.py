@@ -1,0 +1,1 @@
+"""The application: the command line, the daemon, the arq jobs, the demo, the embedded servers."""

@@ -1,0 +1,1 @@
+"""HTTP: fetch a feed safely and politely, discover a page's feed, WebSub, full-text pages."""

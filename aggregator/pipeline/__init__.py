@@ -1,0 +1,1 @@
+"""The pipeline's pure stages: feed bytes in, normalized articles out (parse, normalize, hash)."""

@@ -1,0 +1,1 @@
+"""Storage: what Postgres and Redis hold, one module per table family, each taking a connection."""

@@ -1,0 +1,164 @@
+"""Store: one transaction per batch of a feed's new articles.
+
+Inserts articles (the unique key on ``content_hash`` decides what is new),
+records a sighting per (article, feed), and advances the feed's validators in
+the same transaction, so a batch lost before commit means the next poll fetches
+the whole feed again. Re-running a batch changes nothing. New articles get
+their outbox row and NOTIFY in the same transaction (``aggregator.storage.outbox``),
+and their story (``aggregator.storage.stories``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+from pydantic import BaseModel
+
+from aggregator.model import Article
+from aggregator.storage.outbox import record_arrivals
+from aggregator.storage.stories import assign_stories
+from aggregator.stories.match import DEFAULT_WINDOW
+
+
+class Validators(BaseModel):
+    """What the next conditional GET sends, and the hash of the body they describe."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str
+
+
+class StoreBatch(BaseModel):
+    """The store job's payload (JSON on the queue)."""
+
+    feed_id: int
+    feed_url: str = ""  # for logs
+    body_hash: str
+    # None for pushed content (WebSub): it says nothing about what the next poll will see.
+    validators: Validators | None
+    articles: list[Article]
+    fetched_at: datetime
+    # Once the batch commits, what the feed's window cache records (see dedupe.SeenCache):
+    # entry key -> the content hashes its article is stored under. ``departed`` (a poll's
+    # whole body) makes ``entries`` the window, and itself its margin; None (a push) adds.
+    entries: dict[str, list[str]] = {}
+    departed: dict[str, list[str]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    new: int
+    merged: int
+    sightings: int
+    new_hashes: frozenset[str] = frozenset()
+    joined_stories: int = 0  # new articles that joined an existing story (near-duplicates)
+
+
+# A new article starts as its own story (story_id = id; the foreign key waits for the
+# commit): the story step then updates only the articles that join another story.
+_INSERT_ARTICLES = """
+INSERT INTO articles (id, story_id, content_hash, canonical_url, title, summary, content_html,
+                      content_text, author, language, region, published_at, first_seen_at)
+SELECT n.id, n.id, n.content_hash, n.canonical_url, n.title, n.summary, n.content_html,
+       n.content_text, n.author, n.language, n.region, n.published_at, $11::timestamptz
+FROM (
+    SELECT nextval('articles_id_seq') AS id, u.*
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+         AS u(content_hash, canonical_url, title, summary, content_html, content_text,
+              author, language, region, published_at)
+    ORDER BY u.content_hash
+) n
+ON CONFLICT (content_hash) DO NOTHING
+RETURNING id, content_hash
+"""
+
+_INSERT_SIGHTINGS = """
+INSERT INTO article_sources (article_id, feed_id, url, guid, title, seen_at)
+SELECT a.id, $1, s.url, s.guid, s.title, $6
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS s(content_hash, url, guid, title)
+JOIN articles a ON a.content_hash = s.content_hash
+ON CONFLICT (article_id, feed_id) DO NOTHING
+"""
+
+# The batch's body is stored: no longer pending (see recovery, a Redis lost).
+_ADVANCE_VALIDATORS = """
+UPDATE feeds
+SET etag = $2, last_modified = $3, last_body_hash = $4,
+    pending_body_hash = NULLIF(pending_body_hash, $4)
+WHERE id = $1
+"""
+
+
+def unique_by_hash(articles: list[Article]) -> list[Article]:
+    """First occurrence of each content hash: one statement may not touch a key twice."""
+    seen: set[str] = set()
+    unique = []
+    for article in articles:
+        if article.content_hash not in seen:
+            seen.add(article.content_hash)
+            unique.append(article)
+    return unique
+
+
+async def store_batch(
+    conn: asyncpg.Connection, batch: StoreBatch, *, story_window: timedelta = DEFAULT_WINDOW
+) -> StoreResult:
+    """Insert a feed's batch and advance its validators, atomically."""
+    articles = sorted(unique_by_hash(batch.articles), key=lambda a: a.content_hash)
+    columns = list(zip(*(_article_row(a) for a in articles), strict=True)) or [()] * 10
+    async with conn.transaction():
+        inserted = await conn.fetch(_INSERT_ARTICLES, *map(list, columns), batch.fetched_at)
+        status = await conn.execute(
+            _INSERT_SIGHTINGS,
+            batch.feed_id,
+            [a.content_hash for a in articles],
+            [a.url for a in articles],
+            [a.guid for a in articles],
+            [a.title for a in articles],
+            batch.fetched_at,
+        )
+        # Before the feed row is locked: the story step may wait for other workers' commits.
+        by_hash = {a.content_hash: a for a in articles}
+        stories = await assign_stories(
+            conn,
+            [(row["id"], by_hash[row["content_hash"]]) for row in inserted],
+            seen_at=batch.fetched_at,
+            window=story_window,
+        )
+        if batch.validators is not None:
+            await conn.execute(
+                _ADVANCE_VALIDATORS,
+                batch.feed_id,
+                batch.validators.etag,
+                batch.validators.last_modified,
+                batch.validators.body_hash,
+            )
+        # Last: outbox rows and NOTIFY for the new articles (see aggregator.storage.outbox).
+        await record_arrivals(conn, [row["id"] for row in inserted])
+    sightings = int(status.rsplit(" ", 1)[1])
+    return StoreResult(
+        new=len(inserted),
+        merged=sightings - len(inserted),
+        sightings=sightings,
+        new_hashes=frozenset(row["content_hash"] for row in inserted),
+        # A story's id is the id of the article that started it.
+        joined_stories=sum(article != story for article, story in stories.items()),
+    )
+
+
+def _article_row(a: Article) -> tuple[object, ...]:
+    return (
+        a.content_hash,
+        a.canonical_url,
+        a.title,
+        a.summary,
+        a.content_html,
+        a.content_text,
+        a.author,
+        a.language,
+        a.region,
+        a.published_at,
+    )

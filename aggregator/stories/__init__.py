@@ -1,0 +1,1 @@
+"""Stories: the copies of one news story, grouped. Pure: text folding, prints, rules, plan."""
