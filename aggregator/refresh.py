@@ -140,19 +140,7 @@ async def _refresh(rt: Runtime, feed: Feed, record: schedule.Recorder) -> Outcom
     if document.capped:  # entries left unread: the next poll must fetch and read the body
         validators = Validators(body_hash="")
 
-    interval = polling.poll_interval(
-        settings,
-        override=feed.poll_interval,
-        hints=polling.hints_from(
-            ttl=document.ttl,
-            update_period=document.update_period,
-            update_frequency=document.update_frequency,
-            cache_control=response.cache_control,
-            expires=response.expires,
-            now=now,
-        ),
-        observed=polling.observed_interval(document.published),
-    )
+    interval = _interval(settings, feed, document, response, now)
     await websub.renew_if_due(rt, feed, hub=document.hub, topic=document.self_url, now=now)
     queued = await deliver(
         rt, feed, articles, document, window, body_hash=body_hash, validators=validators, now=now
@@ -320,19 +308,7 @@ async def remember_add_fetch(
         articles=articles,
         fetched_at=now,
     )
-    interval = polling.poll_interval(
-        settings,
-        override=feed.poll_interval,
-        hints=polling.hints_from(
-            ttl=document.ttl,
-            update_period=document.update_period,
-            update_frequency=document.update_frequency,
-            cache_control=response.cache_control,
-            expires=response.expires,
-            now=now,
-        ),
-        observed=polling.observed_interval(document.published),
-    )
+    interval = _interval(settings, feed, document, response, now)
     async with conn.transaction():
         result = await store_batch(
             conn, batch, story_window=timedelta(days=settings.story_window_days)
@@ -371,3 +347,23 @@ async def store_articles(rt: Runtime, batch: StoreBatch) -> StoreResult:
         "stored %d new, %d merged", result.new, result.merged
     )
     return result
+
+
+def _interval(
+    settings: Settings, feed: Feed, document: DocumentInfo, response: FetchResult, now: datetime
+) -> float:
+    """The feed's poll interval from what this read showed: the operator's override, the
+    publisher's and server's hints, and the rate it publishes at."""
+    return polling.poll_interval(
+        settings,
+        override=feed.poll_interval,
+        hints=polling.hints_from(
+            ttl=document.ttl,
+            update_period=document.update_period,
+            update_frequency=document.update_frequency,
+            cache_control=response.cache_control,
+            expires=response.expires,
+            now=now,
+        ),
+        observed=polling.observed_interval(document.published),
+    )
