@@ -495,9 +495,11 @@ INSERT INTO article_sources (article_id, feed_id, url, guid, title, seen_at)
 SELECT id, $1, canonical_url, canonical_url, title, first_seen_at FROM articles WHERE id > $2;
 """
 _SEED_KEYS = """
-INSERT INTO story_keys (key, article_id, published_at)
-SELECT hashint8(a.id * 64 + k), a.id, a.published_at
-FROM articles a, generate_series(1, 33) k WHERE a.id > $1
+INSERT INTO story_keys (article_id, published_at, codes)
+SELECT a.id, a.published_at,
+       ARRAY(SELECT (hashint8(a.id * 64 + k)::bigint << 32) # hashint8(a.id * 64 + k + 32)
+             FROM generate_series(1, 33) k)
+FROM articles a WHERE a.id > $1
 """
 _SEED_OUTBOX = """
 INSERT INTO outbox (article_id, created_at, sent_at)

@@ -25,10 +25,12 @@ if TYPE_CHECKING:
     import asyncpg
 
 MIGRATIONS = "migrations"  # one migration applied at a time (aggregator.storage.migrations)
-STORIES = "stories"  # story assignment, from the candidate lookup to commit
 ARRIVALS = "arrivals"  # outbox insert to commit: outbox ids commit in id order
 RELAY = "relay"  # one outbox relay pass at a time
-NAMES = (MIGRATIONS, STORIES, ARRIVALS, RELAY)
+NAMES = (MIGRATIONS, ARRIVALS, RELAY)
+# (Story assignment took a row "stories" here, from the candidate lookup to commit: one
+# lock for every store worker. It now claims its articles' keys instead, see
+# aggregator.storage.stories; a database migrated earlier keeps the unused row.)
 
 _CREATE = "CREATE TABLE IF NOT EXISTS ingest_locks (name text PRIMARY KEY)"
 _SEED = "INSERT INTO ingest_locks (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"

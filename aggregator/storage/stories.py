@@ -1,19 +1,27 @@
 """Stories in Postgres: candidates by key, the assignment plan written, latest stories.
 
 Matching and the plan are pure (``aggregator.stories``); this module reads the
-candidates a batch's keys find in ``story_keys`` and writes what the plan decided,
-under the ``stories`` row lock (see ``aggregator.storage.locks``).
+candidates a batch's keys find in ``story_keys`` and writes what the plan decided.
+
+No lock covers every worker. A batch's transaction first *claims* the keys of its new
+articles (``story_key_claims``, in key order): a transaction that claims a key another
+open one claimed waits for it to end, then sees what it stored. Two batches whose
+articles share no key never wait for each other, and an article only ever finds
+candidates through a key it shares with them, so every copy another worker stored
+that could match is seen. Then it locks the rows of the stories its candidates belong
+to (in id order), so no other batch merges them away or joins them meanwhile; if one
+was merged between the lookup and the lock, it looks up again. Claims, then stories,
+each in one sorted statement: no two transactions wait for each other in a circle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aggregator.model import Article
-from aggregator.storage import locks
 from aggregator.stories import prints as story_prints
 from aggregator.stories.match import DEFAULT_WINDOW
 from aggregator.stories.plan import Known, Plan, plan_stories
@@ -32,23 +40,68 @@ if TYPE_CHECKING:
 
 MAX_CANDIDATES_PER_KEY = 100
 
+# A key is stored as a code: the key XOR the article's fortnight (since the epoch) in the
+# top 16 bits, so that a lookup reads only the fortnights its window covers. The same
+# expression is in sql/014_story_keys_by_article.sql (it converted the stored keys).
+KEY_PERIOD = timedelta(days=14)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MASK64 = (1 << 64) - 1
+
+
+def key_period(published_at: datetime) -> int:
+    """The fortnight since the epoch that ``published_at`` falls in."""
+    return (published_at - _EPOCH) // KEY_PERIOD
+
+
+def key_code(key: int, period: int) -> int:
+    """A story key as ``story_keys.codes`` holds it for an article of fortnight ``period``."""
+    code = (key ^ (period << 48)) & _MASK64
+    return code - (1 << 64) if code >> 63 else code
+
+
+# Each probe is one key of one new article, with that article's window; a probe asks
+# for the code of each fortnight the window covers, and reads the latest $6 articles
+# in the window stored under its key.
 _CANDIDATES = """
-WITH hits AS (
-    SELECT k.article_id, array_agg(DISTINCT q.key) AS keys
-    FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS q(key, lo, hi)
-    CROSS JOIN LATERAL (
-        SELECT sk.article_id FROM story_keys sk
-        WHERE sk.key = q.key AND sk.published_at BETWEEN q.lo AND q.hi
-        ORDER BY sk.published_at DESC
-        LIMIT $4
-    ) k
-    GROUP BY k.article_id
+WITH q AS (
+    SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::timestamptz[],
+                         $5::timestamptz[]) AS q(probe, key, code, lo, hi)
+),
+found AS (
+    SELECT q.probe, q.key, sk.article_id,
+           row_number() OVER (PARTITION BY q.probe ORDER BY sk.published_at DESC) AS rank
+    FROM story_keys sk
+    CROSS JOIN LATERAL unnest(sk.codes) AS c(code)
+    JOIN q ON q.code = c.code AND sk.published_at BETWEEN q.lo AND q.hi
+    WHERE sk.codes && $3::bigint[]
+),
+hits AS (
+    SELECT article_id, array_agg(DISTINCT key) AS keys FROM found
+    WHERE rank <= $6
+    GROUP BY article_id
 )
 SELECT a.id, a.story_id, a.title, a.content_text, a.summary, a.canonical_url, a.published_at,
        h.keys
 FROM hits h JOIN articles a ON a.id = h.article_id
 WHERE a.story_id IS NOT NULL
-  AND a.id <> ALL($5::bigint[])  -- this batch's own articles: the pending ones
+  AND a.id <> ALL($7::bigint[])  -- this batch's own articles: the pending ones
+"""
+
+# Rows inserted in key order; a key an open transaction claimed waits for its end. A
+# claim row is deleted by the transaction that made it (``_INSERT_KEYS``), and a
+# waiter finds it gone at commit. (A row left by anything else is taken over.)
+_CLAIM_KEYS = """
+INSERT INTO story_key_claims (key)
+SELECT key FROM unnest($1::bigint[]) AS k(key) ORDER BY key
+ON CONFLICT (key) DO UPDATE SET key = excluded.key
+"""
+
+# The stories of the candidates, until commit: no other batch merges them or joins
+# them meanwhile. A merged one is not locked (and not returned).
+_LOCK_STORIES = """
+SELECT id FROM stories WHERE id = ANY($1::bigint[]) AND merged_into IS NULL
+ORDER BY id
+FOR NO KEY UPDATE
 """
 
 # A story one new article starts alone is written whole: what _REFRESH_STORIES would set.
@@ -77,9 +130,13 @@ FROM unnest($1::bigint[], $2::bigint[]) AS m(story_id, target)
 WHERE s.id = m.story_id OR s.merged_into = m.story_id
 """
 
+# The claims go too: other transactions waiting on them go on once this one commits.
 _INSERT_KEYS = """
-INSERT INTO story_keys (key, article_id, published_at)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[])
+WITH released AS (DELETE FROM story_key_claims WHERE key = ANY($4::bigint[]))
+INSERT INTO story_keys (article_id, published_at, codes)
+SELECT article_id, published_at, array_agg(code ORDER BY code)
+FROM unnest($1::bigint[], $2::timestamptz[], $3::bigint[]) AS k(article_id, published_at, code)
+GROUP BY article_id, published_at
 """
 
 # The representative is the fullest text (a summary never wins over the story), then the
@@ -117,38 +174,64 @@ async def assign_stories(
         (article_id, article_fingerprint(a, p))
         for (article_id, a), p in zip(new, prints, strict=True)
     ]
-    # Serialize assignment across workers until this transaction commits: a worker
-    # then sees every copy another worker stored before it, and never starts a
-    # second story for the same text. The CPU work above stays outside the lock.
-    await _lock_assignment(conn)
-    known = await _known_candidates(conn, pending, window)
+    # The CPU work above stays outside the claims; from here to commit, other batches
+    # with copies of these texts wait for this one.
+    claims = sorted({key for _, fp in pending for key in fp.keys})
+    if claims:
+        await conn.execute(_CLAIM_KEYS, claims)
+    while True:
+        known = await _known_candidates(conn, pending, window)
+        if await _lock_stories(conn, {k.story_id for k in known}):
+            break
     plan = plan_stories(pending, known, window=window)
-    await _write(conn, plan, seen_at)
+    await _write(conn, plan, seen_at, claims)
     for p in prints:  # the candidates of the articles to come
         story_prints.remembered_prints.add(p)
     return plan.assigned
 
 
-async def _lock_assignment(conn: asyncpg.Connection) -> None:
-    """Wait until no other transaction is assigning stories; hold that until commit.
+class _StoryMerged(Exception):
+    """A candidate's story was merged into another between the lookup and its lock."""
 
-    One lock for every store worker (the read-only role cannot take it)."""
-    await locks.hold(conn, locks.STORIES)
+
+async def _lock_stories(conn: asyncpg.Connection, stories: Collection[int]) -> bool:
+    """Lock the candidates' stories until commit; False if one of them is merged now (the
+    candidates must be looked up again: their articles moved)."""
+    if not stories:
+        return True
+    try:
+        async with conn.transaction():  # a savepoint: a failed attempt gives back its locks
+            locked = await conn.fetch(_LOCK_STORIES, sorted(stories))
+            if len(locked) < len(stories):
+                raise _StoryMerged
+    except _StoryMerged:
+        return False
+    return True
 
 
 async def _known_candidates(
     conn: asyncpg.Connection, pending: Sequence[tuple[int, Fingerprint]], window: timedelta
 ) -> list[Known]:
-    keys, lows, highs = [], [], []
+    probes: list[int] = []
+    keys, codes, lows, highs = [], [], [], []
+    probe = 0
     for _, fp in pending:
+        lo, hi = fp.published_at - window, fp.published_at + window
+        periods = range(key_period(lo), key_period(hi) + 1)
         for key in fp.keys:
-            keys.append(key)
-            lows.append(fp.published_at - window)
-            highs.append(fp.published_at + window)
+            probe += 1
+            for period in periods:
+                probes.append(probe)
+                keys.append(key)
+                codes.append(key_code(key, period))
+                lows.append(lo)
+                highs.append(hi)
     if not keys:
         return []
     pending_ids = [article_id for article_id, _ in pending]
-    rows = await conn.fetch(_CANDIDATES, keys, lows, highs, MAX_CANDIDATES_PER_KEY, pending_ids)
+    rows = await conn.fetch(
+        _CANDIDATES, probes, keys, codes, lows, highs, MAX_CANDIDATES_PER_KEY, pending_ids
+    )
     identities = frozenset().union(*(fp.identity for _, fp in pending))
     known = []
     for row in rows:
@@ -167,7 +250,9 @@ async def _known_candidates(
     return known
 
 
-async def _write(conn: asyncpg.Connection, plan: Plan, seen_at: datetime) -> None:
+async def _write(
+    conn: asyncpg.Connection, plan: Plan, seen_at: datetime, claims: list[int]
+) -> None:
     # Articles were inserted as their own story: only those joining another one move.
     moved = {a: s for a, s in plan.assigned.items() if a != s}
     alone = set(plan.created) - set(moved.values()) - set(plan.merged.values())
@@ -185,8 +270,14 @@ async def _write(conn: asyncpg.Connection, plan: Plan, seen_at: datetime) -> Non
         olds, targets = list(plan.merged), list(plan.merged.values())
         await conn.execute(_MOVE_MERGED, olds, targets)
         await conn.execute(_MARK_MERGED, olds, targets, seen_at)
-    if plan.keys:
-        await conn.execute(_INSERT_KEYS, *map(list, zip(*plan.keys, strict=True)))
+    if claims:
+        await conn.execute(
+            _INSERT_KEYS,
+            [article_id for _, article_id, _ in plan.keys],
+            [published_at for _, _, published_at in plan.keys],
+            [key_code(key, key_period(published_at)) for key, _, published_at in plan.keys],
+            claims,
+        )
     refresh = sorted(set(plan.assigned.values()) - alone)
     if refresh:
         await conn.execute(_REFRESH_STORIES, refresh, seen_at)

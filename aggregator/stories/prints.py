@@ -41,8 +41,9 @@ time, and travels in the ``Article``; the prints of stored articles that come
 back as candidates are remembered per process, keyed by their text. The loop
 mostly compares sets.
 
-Store workers assign stories under one lock (a row lock, see aggregator.storage.locks),
-taken after the CPU work and held to commit, so two workers storing copies of one
+Store workers assign stories concurrently: a batch claims its articles' keys, after the
+CPU work and until commit, so two workers storing copies of one text (which share
+keys) take turns, and batches that share no key never wait (aggregator.storage.stories).
 
 This module holds the prints (shingles, MinHash keys, fingerprints, the remembered
 prints); the news rules are ``stories.match``, the assignment plan ``stories.plan``
