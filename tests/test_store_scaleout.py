@@ -5,8 +5,9 @@ daemon alone (one store worker), then by the daemon with two standalone
 `arq workers.store.WorkerSettings` processes taking store jobs from the same queue
 (three). Story assignment claims only its articles' keys (aggregator.storage.stories),
 so the three store copies of one story concurrently; the stories must be exactly the
-ones a single worker makes, and consistent (no article left in a merged story, counts
-as of the last join).
+ones a single worker makes, and consistent (no article left in a merged story; each
+story's count, times and representative, kept up join by join, what counting it whole
+gives).
 """
 
 from __future__ import annotations
@@ -92,14 +93,22 @@ async def _ingest(
             "WHERE s.merged_into IS NOT NULL"
         )
         assert in_merged == 0, "an article was left in a story merged into another"
-        miscounted = await conn.fetchval(
+        # Each story's figures, kept up at every join, are what counting it whole gives.
+        miscounted = await conn.fetch(
             """
-            SELECT count(*) FROM stories s
-            WHERE s.merged_into IS NULL
-              AND s.article_count <> (SELECT count(*) FROM articles a WHERE a.story_id = s.id)
+            SELECT s.id FROM stories s
+            JOIN (
+                SELECT story_id, count(*) AS articles, min(published_at) AS published_at,
+                       min(first_seen_at) AS first_seen_at,
+                       (array_agg(id ORDER BY length(content_text) DESC, published_at, id))[1]
+                           AS representative
+                FROM articles GROUP BY story_id
+            ) c ON c.story_id = s.id
+            WHERE (s.article_count, s.published_at, s.first_seen_at, s.representative_id)
+                  IS DISTINCT FROM (c.articles, c.published_at, c.first_seen_at, c.representative)
             """
         )
-        assert miscounted == 0
+        assert miscounted == []
         assert await conn.fetchval("SELECT count(*) FROM story_key_claims") == 0
     finally:
         await conn.close()

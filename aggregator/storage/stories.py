@@ -16,6 +16,7 @@ each in one sorted statement: no two transactions wait for each other in a circl
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -99,9 +100,61 @@ ON CONFLICT (key) DO UPDATE SET key = excluded.key
 # The stories of the candidates, until commit: no other batch merges them or joins
 # them meanwhile. A merged one is not locked (and not returned).
 _LOCK_STORIES = """
-SELECT id FROM stories WHERE id = ANY($1::bigint[]) AND merged_into IS NULL
+SELECT id, representative_id FROM stories WHERE id = ANY($1::bigint[]) AND merged_into IS NULL
 ORDER BY id
 FOR NO KEY UPDATE
+"""
+
+# A batch that merges no story writes its plan in one statement: the stories its articles
+# start, written whole (what _REFRESH_STORIES would set: all their articles are new);
+# the articles that join another story moved there; their keys; the claims released;
+# and each story joined counted up from what it was, its representative the fullest text
+# (then the earliest, then the lowest id) of its last one and the articles joining. Its
+# row is locked (_LOCK_STORIES), so nothing else changed it meanwhile. The refresh
+# counted all the story's articles again at every join: a cost that grew with the story.
+_WRITE_PLAN = """
+WITH created AS (
+    INSERT INTO stories (id, first_seen_at, published_at, updated_at, article_count,
+                         representative_id)
+    SELECT c.id, $17, c.published_at, $17, c.articles, c.representative
+    FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::bigint[])
+         AS c(id, published_at, articles, representative)
+),
+moved AS (
+    UPDATE articles a SET story_id = m.story_id
+    FROM unnest($5::bigint[], $6::bigint[]) AS m(id, story_id)
+    WHERE a.id = m.id
+),
+keys AS (
+    INSERT INTO story_keys (article_id, published_at, codes)
+    SELECT article_id, published_at, array_agg(code ORDER BY code)
+    FROM unnest($7::bigint[], $8::timestamptz[], $9::bigint[])
+         AS k(article_id, published_at, code)
+    GROUP BY article_id, published_at
+),
+released AS (
+    DELETE FROM story_key_claims WHERE key = ANY($10::bigint[])
+)
+UPDATE stories s
+SET article_count = s.article_count + j.articles,
+    published_at = least(s.published_at, j.published_at),
+    first_seen_at = least(s.first_seen_at, $17),
+    updated_at = $17,
+    representative_id = CASE
+        WHEN j.representative IS NULL
+          OR (-j.best_length, j.best_published_at, j.best)
+             < (-j.representative_length, j.representative_published_at, j.representative)
+        THEN j.best ELSE j.representative END
+FROM (
+    SELECT j.*, r.id AS representative, length(r.content_text) AS representative_length,
+           r.published_at AS representative_published_at
+    FROM unnest($11::bigint[], $12::int[], $13::timestamptz[], $14::bigint[], $15::int[],
+                $16::timestamptz[])
+         AS j(id, articles, published_at, best, best_length, best_published_at)
+    JOIN stories js ON js.id = j.id
+    LEFT JOIN articles r ON r.id = js.representative_id
+) j
+WHERE s.id = j.id
 """
 
 # A story one new article starts alone is written whole: what _REFRESH_STORIES would set.
@@ -181,10 +234,15 @@ async def assign_stories(
         await conn.execute(_CLAIM_KEYS, claims)
     while True:
         known = await _known_candidates(conn, pending, window)
-        if await _lock_stories(conn, {k.story_id for k in known}):
+        representatives = await _lock_stories(conn, {k.story_id for k in known})
+        if representatives is not None:
             break
     plan = plan_stories(pending, known, window=window)
-    await _write(conn, plan, seen_at, claims)
+    if plan.merged:
+        await _write_merging(conn, plan, seen_at, claims)
+    else:
+        texts = {article_id: (len(a.content_text), a.published_at) for article_id, a in new}
+        await _write(conn, plan, seen_at, claims, texts, representatives)
     for p in prints:  # the candidates of the articles to come
         story_prints.remembered_prints.add(p)
     return plan.assigned
@@ -194,19 +252,22 @@ class _StoryMerged(Exception):
     """A candidate's story was merged into another between the lookup and its lock."""
 
 
-async def _lock_stories(conn: asyncpg.Connection, stories: Collection[int]) -> bool:
-    """Lock the candidates' stories until commit; False if one of them is merged now (the
-    candidates must be looked up again: their articles moved)."""
+async def _lock_stories(
+    conn: asyncpg.Connection, stories: Collection[int]
+) -> dict[int, int | None] | None:
+    """Lock the candidates' stories until commit: story id -> its representative. None if
+    one of them is merged now (the candidates must be looked up again: their articles
+    moved)."""
     if not stories:
-        return True
+        return {}
     try:
         async with conn.transaction():  # a savepoint: a failed attempt gives back its locks
             locked = await conn.fetch(_LOCK_STORIES, sorted(stories))
             if len(locked) < len(stories):
                 raise _StoryMerged
     except _StoryMerged:
-        return False
-    return True
+        return None
+    return {row["id"]: row["representative_id"] for row in locked}
 
 
 async def _known_candidates(
@@ -251,8 +312,57 @@ async def _known_candidates(
 
 
 async def _write(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    seen_at: datetime,
+    claims: list[int],
+    texts: dict[int, tuple[int, datetime]],
+    representatives: dict[int, int | None],
+) -> None:
+    """Write a plan that merges no story (``_WRITE_PLAN``). ``texts``: each new article's
+    text length and publication time; ``representatives``: the locked stories'."""
+    members: defaultdict[int, list[int]] = defaultdict(list)
+    for article_id, story in plan.assigned.items():
+        members[story].append(article_id)
+
+    def fullest(article_ids: list[int]) -> int:
+        return min(article_ids, key=lambda a: (-texts[a][0], texts[a][1], a))
+
+    created = sorted(plan.created)
+    joined = sorted(set(members) - set(plan.created))
+    best = [fullest(members[s]) for s in joined]
+    moved = {a: s for a, s in plan.assigned.items() if a != s}
+    await conn.execute(
+        _WRITE_PLAN,
+        created,
+        [min(texts[a][1] for a in members[s]) for s in created],
+        [len(members[s]) for s in created],
+        [fullest(members[s]) for s in created],
+        list(moved),
+        list(moved.values()),
+        [article_id for _, article_id, _ in plan.keys],
+        [published_at for _, _, published_at in plan.keys],
+        [key_code(key, key_period(published_at)) for key, _, published_at in plan.keys],
+        claims,
+        joined,
+        [len(members[s]) for s in joined],
+        [min(texts[a][1] for a in members[s]) for s in joined],
+        best,
+        [texts[a][0] for a in best],
+        [texts[a][1] for a in best],
+        seen_at,
+    )
+    # A story whose representative is gone (pruned) is counted whole again.
+    recount = [s for s in joined if representatives.get(s) is None]
+    if recount:
+        await conn.execute(_REFRESH_STORIES, recount, seen_at)
+
+
+async def _write_merging(
     conn: asyncpg.Connection, plan: Plan, seen_at: datetime, claims: list[int]
 ) -> None:
+    """Write a plan that merges stories: their articles move, and every story the batch
+    joined is counted whole again (rare: a copy that bridges two stories)."""
     # Articles were inserted as their own story: only those joining another one move.
     moved = {a: s for a, s in plan.assigned.items() if a != s}
     alone = set(plan.created) - set(moved.values()) - set(plan.merged.values())
@@ -266,10 +376,9 @@ async def _write(
         )
     if moved:
         await conn.execute(_SET_STORIES, list(moved), list(moved.values()))
-    if plan.merged:
-        olds, targets = list(plan.merged), list(plan.merged.values())
-        await conn.execute(_MOVE_MERGED, olds, targets)
-        await conn.execute(_MARK_MERGED, olds, targets, seen_at)
+    olds, targets = list(plan.merged), list(plan.merged.values())
+    await conn.execute(_MOVE_MERGED, olds, targets)
+    await conn.execute(_MARK_MERGED, olds, targets, seen_at)
     if claims:
         await conn.execute(
             _INSERT_KEYS,
