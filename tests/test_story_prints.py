@@ -9,6 +9,7 @@ for its own text, whatever happens to article ids.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -18,8 +19,10 @@ import pytest
 from aggregator import queue
 from aggregator.http import fulltext
 from aggregator.model import Article
+from aggregator.storage import locks, migrations, stories
 from aggregator.storage.articles import StoreBatch, Validators, store_batch
 from aggregator.stories import prints as story_prints
+from tests import services
 from tests.conftest import TABLES
 from tests.test_stories import OTHER_REPORT, T0, WIRE, article, corpus_articles
 
@@ -287,3 +290,81 @@ def test_copies_of_one_text_are_printed_once_with_keys() -> None:
     assert list(first.keys) == WIRE_KEYS
     other = recent.of("Another headline about the same OPEC+ talks", WIRE)
     assert other.digest != first.digest and recent.misses == 2
+
+
+# --- the upgrade to one row of keys per article (migration 014) --------------------------------
+
+_OLD_ARTICLE = """
+INSERT INTO articles (story_id, content_hash, canonical_url, title, summary, content_html,
+                      content_text, language, region, published_at, first_seen_at)
+VALUES (currval('articles_id_seq'), $1, $2, $3, '', '', $4, 'en', 'test', $5, $5)
+RETURNING id
+"""
+
+
+async def test_the_upgrade_converts_stored_keys_and_later_copies_find_them(
+    database_url: str,
+) -> None:
+    """Articles stored with one story_keys row per key (up to migration 013) keep their
+    keys through 014, and a copy stored after it joins their story."""
+    server = services.with_database(database_url, "postgres")
+    name = f"aggregator_keys_upgrade_{os.getpid()}"
+    url = await services.create_database(server, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await locks.ensure(conn)
+        await conn.execute(migrations._CREATE_TABLE)
+        for m in migrations.available():
+            if m.version < 14:
+                async with conn.transaction():
+                    await conn.execute(m.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                        m.version,
+                        m.name,
+                    )
+        old = [
+            article(WIRE, title="Rail", url="https://a.example/1"),
+            article(OTHER_REPORT, title="Plans", url="https://b.example/2", minutes=60 * 24 * 40),
+        ]
+        expected = {}
+        for a in old:
+            await conn.execute("SELECT nextval('articles_id_seq')")
+            async with conn.transaction():
+                article_id = await conn.fetchval(
+                    _OLD_ARTICLE,
+                    a.content_hash,
+                    a.canonical_url,
+                    a.title,
+                    a.content_text,
+                    a.published_at,
+                )
+                await conn.execute(
+                    "INSERT INTO stories (id, first_seen_at, published_at, updated_at, "
+                    "representative_id) VALUES ($1, $2, $2, $2, $1)",
+                    article_id,
+                    a.published_at,
+                )
+                keys = story_prints.article_fingerprint(a).keys
+                await conn.executemany(
+                    "INSERT INTO story_keys (key, article_id, published_at) VALUES ($1, $2, $3)",
+                    [(key, article_id, a.published_at) for key in keys],
+                )
+            period = stories.key_period(a.published_at)
+            expected[article_id] = sorted(stories.key_code(key, period) for key in set(keys))
+
+        applied = await migrations.migrate(conn)
+        assert [m.version for m in applied][:1] == [14]
+        rows = await conn.fetch("SELECT article_id, codes FROM story_keys ORDER BY article_id")
+        assert {r["article_id"]: sorted(r["codes"]) for r in rows} == expected
+
+        feed = await conn.fetchval(
+            "INSERT INTO feeds (url) VALUES ('https://c.example/rss') RETURNING id"
+        )
+        copy = article(WIRE + " Update.", title="Rail again", url="https://c.example/3")
+        await store_batch(conn, batch_of([copy]).model_copy(update={"feed_id": feed}))
+        story_of = dict(await conn.fetch("SELECT content_hash, story_id FROM articles"))
+        assert story_of[copy.content_hash] == story_of[old[0].content_hash]
+    finally:
+        await conn.close()
+        await services.drop_database(server, name)
