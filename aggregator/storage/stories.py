@@ -10,8 +10,9 @@ articles share no key never wait for each other, and an article only ever finds
 candidates through a key it shares with them, so every copy another worker stored
 that could match is seen. Then it locks the rows of the stories its candidates belong
 to (in id order), so no other batch merges them away or joins them meanwhile; if one
-was merged between the lookup and the lock, it looks up again. Claims, then stories,
-each in one sorted statement: no two transactions wait for each other in a circle.
+was merged between the lookup and the lock, it gives those locks back (a savepoint) and
+looks up again. Claims, then stories, each in one sorted statement, after the articles'
+own inserts: no two transactions wait for each other in a circle.
 """
 
 from __future__ import annotations
