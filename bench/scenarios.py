@@ -507,7 +507,8 @@ SELECT id, first_seen_at, now() FROM articles WHERE id > $1 ORDER BY id
 """
 _SIZE = """
 SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
-WHERE c.relname IN ('articles', 'article_sources', 'story_keys', 'outbox', 'stories')
+WHERE c.relname IN ('articles', 'article_sources', 'story_keys', 'story_key_claims', 'outbox',
+                    'stories')
 """
 
 
