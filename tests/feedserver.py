@@ -29,7 +29,8 @@ class Request:
     if_none_match: str | None
     if_modified_since: str | None
     status: int
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.monotonic)  # when it was answered
+    arrived: float = 0.0  # when it came in (before any delay or hold)
 
 
 @dataclass
@@ -39,7 +40,20 @@ class FeedServer:
     base_url: str = ""
     in_flight: int = 0
     max_in_flight: int = 0
+    held: int = 0  # requests waiting for release()
     _runner: web.AppRunner | None = None
+    _gate: asyncio.Event | None = None
+
+    def hold(self) -> None:
+        """Answer nothing until ``release()``: fetches that come in stay in flight (fault
+        tests use this to be sure polls are running when the fault strikes)."""
+        if self._gate is None:
+            self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
+            self._gate = None
 
     def add(
         self, path: str, body: bytes, content_type: str = "application/rss+xml", **kw: object
@@ -54,29 +68,39 @@ class FeedServer:
         return [r for r in self.requests if r.path == "/" + path.lstrip("/")]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             served = self.routes.get(request.path.lstrip("/"))
             if served is not None and served.delay:
                 await asyncio.sleep(served.delay)
-            return self._answer(request, served)
+            gate = self._gate
+            if gate is not None:
+                self.held += 1
+                try:
+                    await gate.wait()
+                finally:
+                    self.held -= 1
+            return self._answer(request, served, arrived)
         finally:
             self.in_flight -= 1
 
-    def _answer(self, request: web.Request, served: Served | None) -> web.StreamResponse:
+    def _answer(
+        self, request: web.Request, served: Served | None, arrived: float
+    ) -> web.StreamResponse:
         inm, ims = request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")
         if served is None:
-            self.requests.append(Request(request.path, inm, ims, 404))
+            self.requests.append(Request(request.path, inm, ims, 404, arrived=arrived))
             return web.Response(status=404, text="not found")
         headers = {"Content-Type": served.content_type, **served.headers}
         if served.validators:
             etag = '"' + hashlib.sha1(served.body).hexdigest() + '"'
             headers |= {"ETag": etag, "Last-Modified": LAST_MODIFIED}
             if inm == etag or (inm is None and ims == LAST_MODIFIED):
-                self.requests.append(Request(request.path, inm, ims, 304))
+                self.requests.append(Request(request.path, inm, ims, 304, arrived=arrived))
                 return web.Response(status=304, headers={"ETag": etag})
-        self.requests.append(Request(request.path, inm, ims, served.status))
+        self.requests.append(Request(request.path, inm, ims, served.status, arrived=arrived))
         return web.Response(status=served.status, body=served.body, headers=headers)
 
     async def start(self) -> None:
@@ -90,5 +114,6 @@ class FeedServer:
         self.base_url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        self.release()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -33,19 +33,21 @@ def spawn(args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start a child whose stdout and stderr go to one temporary file (see ``output``)."""
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by output())
     process = subprocess.Popen(list(args), env=env, stdout=log, stderr=subprocess.STDOUT)
-    _logs[process.pid] = log
+    _logs[process] = log
     return process
 
 
 def output(process: subprocess.Popen[bytes]) -> str:
     """Everything an exited child printed."""
-    log = _logs.pop(process.pid)
+    log = _logs.pop(process)
     with log:
         log.seek(0)
         return log.read().decode("utf-8", "replace")
 
 
-_logs: dict[int, IO[bytes]] = {}
+# Keyed by the process object, not its pid: pids come round again (pid_max is 32768 on
+# many machines, and a loaded one spawning PostgreSQL backends wraps it within an hour).
+_logs: dict[subprocess.Popen[bytes], IO[bytes]] = {}
 
 
 def arq_worker(settings_path: str, env: dict[str, str]) -> subprocess.Popen[bytes]:

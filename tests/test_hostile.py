@@ -491,9 +491,11 @@ def _parse(body: bytes, content_type: str | None = None) -> tuple[Any, list[Any]
     ],
 )
 def test_entity_bombs_cost_what_they_weigh(body: bytes) -> None:
-    started = time.monotonic()
+    # The parse's own CPU time: on a machine busy with other work (the suite's other worker,
+    # a benchmark) its wall time also counts the turns other processes took (1.16 s once).
+    started = time.process_time()
     info, articles = _parse(body)
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 1
     assert info.warning
     assert sum(len(a.content_text) for a in articles) < 2 * len(body)
 

@@ -27,7 +27,7 @@ import pytest
 from aggregator import errors
 from aggregator.model import Article
 from aggregator.pipeline.contenthash import content_hash
-from aggregator.reach import service_error
+from aggregator.reach import service_error, where
 from aggregator.settings import Settings
 from aggregator.storage import locks, migrations, subscribers
 from aggregator.storage.articles import StoreBatch, Validators, store_batch
@@ -339,12 +339,12 @@ async def test_commands_that_write_say_permission_denied(
     owner: asyncpg.Connection, reader: Login, settings: Settings
 ) -> None:
     env = processes.service_env(settings, AGGREGATOR_DATABASE_URL=reader.url)
-    where = reader.url.rpartition("@")[2]
+    at = where(reader.url)  # host:port/db, or the socket folder (db) on the embedded server
     for args in (["migrate"], ["feeds", "add", "https://new.example/rss", "--no-fetch"]):
         result = await processes.run_cli(args, env)
         assert result.returncode == 1
         line = result.stderr.strip()
-        assert line.startswith(f"error: permission denied by PostgreSQL at {where} to role "), line
+        assert line.startswith(f"error: permission denied by PostgreSQL at {at} to role "), line
         assert "\n" not in line and "cannot reach" not in line
 
 
@@ -558,18 +558,16 @@ async def test_connection_failures_are_one_distinct_line(
     reader: Login, settings: Settings, database_url: str
 ) -> None:
     env = processes.service_env(settings)
-    host = urlsplit(database_url).netloc.rpartition("@")[2]
     port = _free_port()
+    no_db = urlsplit(database_url)._replace(path="/no_such_db_here").geturl()
     cases = {
         f"postgresql://postgres@127.0.0.1:{port}/news": (
             f"error: cannot reach PostgreSQL at 127.0.0.1:{port}/news: connection refused"
         ),
         as_login(database_url, "nobody_" + secrets.token_hex(4), "x"): (
-            f"error: PostgreSQL at {host}{urlsplit(database_url).path} refused the login: role"
+            f"error: PostgreSQL at {where(database_url)} refused the login: role"
         ),
-        urlsplit(database_url)._replace(path="/no_such_db_here").geturl(): (
-            f"error: PostgreSQL at {host}/no_such_db_here has no such database: "
-        ),
+        no_db: f"error: PostgreSQL at {where(no_db)} has no such database: ",
     }
     for url, message in cases.items():
         result = await processes.run_cli(["stories"], env | {"AGGREGATOR_DATABASE_URL": url})
