@@ -35,21 +35,25 @@ MIGRATION = Path(__file__).parent.parent / "sql" / "010_search_fold.sql"
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
-def _article(key: str, language: str, title: str, body: str) -> Article:
+def _article(key: str, language: str, title: str, body: str, *, folded: bool = True) -> Article:
+    """A labelled article as the parse processes hand it on: its search text folded
+    (``folded=False``: as another writer's, left to the trigger)."""
     url = f"https://labelled.example/{key}"
+    summary = body[:80]
     return Article(
         content_hash=content_hash(body, title=title, canonical_url=url),
         canonical_url=url,
         url=url,
         guid=url,
         title=title,
-        summary=body[:80],
+        summary=summary,
         content_html=f"<p>{body}</p>",
         content_text=body,
         author=None,
         language=language,
         region="test",
         published_at=T0,
+        search_folded=textfold.search_folded(title, summary, body) if folded else None,
     )
 
 
@@ -250,13 +254,13 @@ async def upgrade_db(database_url: str) -> AsyncIterator[str]:
         await services.drop_database(server, name)
 
 
-async def _migrate_all_but(conn: asyncpg.Connection, version: int) -> None:
-    """Every migration but ``version``: the store path is today's code, so the later
-    migrations' columns must exist; none of them depends on ``version``'s objects."""
+async def _migrate_all_but(conn: asyncpg.Connection, *versions: int) -> None:
+    """Every migration but ``versions``: the later migrations' columns must exist for
+    today's store path (015, which builds on 010's trigger, goes with it)."""
     await locks.ensure(conn)
     await conn.execute(migrations._CREATE_TABLE)
     for m in migrations.available():
-        if m.version != version:
+        if m.version not in versions:
             async with conn.transaction():
                 await conn.execute(m.sql)
                 await conn.execute(
@@ -264,6 +268,38 @@ async def _migrate_all_but(conn: asyncpg.Connection, version: int) -> None:
                     m.version,
                     m.name,
                 )
+
+
+async def _migrate_before_folding(conn: asyncpg.Connection) -> None:
+    await _migrate_all_but(conn, 10, 15)
+
+
+# The articles a daemon stored before 010: its INSERT named no search_vector (a generated
+# column then), and today's store path, which brings the folded vector, cannot run there.
+_STORE_BEFORE_FOLDING = """
+INSERT INTO articles (content_hash, canonical_url, title, summary, content_html, content_text,
+                      language, region, published_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::timestamptz[])
+"""
+
+
+async def store_before_folding(conn: asyncpg.Connection, articles: list[Article]) -> None:
+    columns = [
+        (
+            a.content_hash,
+            a.canonical_url,
+            a.title,
+            a.summary,
+            a.content_html,
+            a.content_text,
+            a.language,
+            a.region,
+            a.published_at,
+        )
+        for a in articles
+    ]
+    await conn.execute(_STORE_BEFORE_FOLDING, *map(list, zip(*columns, strict=True)))
 
 
 def _variants(n: int) -> list[Article]:
@@ -288,14 +324,14 @@ async def test_upgrade_keeps_old_vectors_then_refolds_in_batches_while_storing(
     writer = await asyncpg.connect(upgrade_db)
     pool = await asyncpg.create_pool(upgrade_db, min_size=1, max_size=2)
     try:
-        await _migrate_all_but(conn, 10)
+        await _migrate_before_folding(conn)
         old = _variants(300)
-        await store(conn, old, "https://labelled.example/old")
+        await store_before_folding(conn, old)
         before = await conn.fetch("SELECT id, search_vector::text AS v FROM articles ORDER BY id")
         relfile = await conn.fetchval("SELECT pg_relation_filenode('articles')")
 
         applied = await migrations.migrate(conn)
-        assert [m.version for m in applied][:1] == [10]
+        assert [m.version for m in applied] == [10, 15]
         assert await conn.fetchval("SELECT pg_relation_filenode('articles')") == relfile, (
             "dropping the generation expression rewrote the table"
         )
@@ -338,6 +374,29 @@ async def _store_in_batches(conn: asyncpg.Connection, articles: list[Article], u
         await asyncio.sleep(0.005)
 
 
+async def test_the_vector_folded_in_python_is_the_one_postgres_folds(
+    conn: asyncpg.Connection,
+) -> None:
+    """The store path brings each article's folded text (the parse processes fold it);
+    its vector is the one ``article_search_vector()`` computes from the raw text, and a
+    writer that brings none (direct SQL, an older daemon) gets it from the trigger."""
+    texts = list(dict.fromkeys(t for t in _corpus_texts() if len(t) > 20))
+    mine = [
+        _article(f"corpus-{i}", "ar" if i % 3 else "en", text[:60], text)
+        for i, text in enumerate(texts)
+    ]
+    assert sum(a.search_folded != (None, None, None) for a in mine) > 100
+    others = [
+        _article(f"other-{i}", "fa", t[:50], f"{t} (another writer)", folded=False)
+        for i, t in enumerate(texts)
+    ]
+    await store(conn, mine, "https://labelled.example/mine")
+    await store(conn, others, "https://labelled.example/others")
+    assert await conn.fetchval("SELECT count(*) FROM articles") == 2 * len(texts)
+    assert await conn.fetchval("SELECT count(*) FROM articles WHERE search_vector IS NULL") == 0
+    assert await conn.fetchval(_UNFOLDED) == 0
+
+
 async def test_an_edit_refolds_the_row(conn: asyncpg.Connection, labelled: dict[str, str]) -> None:
     await conn.execute(
         "UPDATE articles SET title = 'مكتبة عامة' WHERE canonical_url LIKE '%/ar_gold'"
@@ -362,8 +421,8 @@ async def test_migrate_command_finishes_the_refold_with_progress(
 ) -> None:
     conn = await asyncpg.connect(upgrade_db)
     try:
-        await _migrate_all_but(conn, 10)
-        await store(conn, _variants(2500), "https://labelled.example/old")
+        await _migrate_before_folding(conn)
+        await store_before_folding(conn, _variants(2500))
         env = processes.service_env(settings) | {"AGGREGATOR_DATABASE_URL": upgrade_db}
         result = subprocess.run(
             [sys.executable, "-m", "aggregator", "migrate"],
@@ -385,8 +444,8 @@ async def test_the_daemon_refolds_in_the_background(upgrade_db: str) -> None:
     conn = await asyncpg.connect(upgrade_db)
     pool = await asyncpg.create_pool(upgrade_db, min_size=1, max_size=2)
     try:
-        await _migrate_all_but(conn, 10)
-        await store(conn, _variants(50), "https://labelled.example/old")
+        await _migrate_before_folding(conn)
+        await store_before_folding(conn, _variants(50))
         await migrations.migrate(conn)
         assert await conn.fetchval(_UNFOLDED) > 0
         await refold.run_in_background(pool)

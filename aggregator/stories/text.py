@@ -108,6 +108,28 @@ def search_fold(text: str) -> str:
     return _ARTICLE.sub("", text)
 
 
+# The body's part of an article's search vector: its first 100,000 characters (a
+# tsvector is limited to 1 MB), as ``article_search_vector()`` takes it.
+SEARCH_BODY_CHARS = 100_000
+
+
+def search_folded(title: str, summary: str, body: str) -> tuple[str | None, str | None, str | None]:
+    """What ``article_search_vector(title, summary, body, language)`` folds in Postgres,
+    folded here: each is None where the fold leaves its text as it is (the store's INSERT
+    then takes the text itself, and the queue carries nothing twice)."""
+    head = body[:SEARCH_BODY_CHARS]
+    folded_body = search_fold(head)[:SEARCH_BODY_CHARS]
+    return (
+        _changed(title, search_fold(title)),
+        _changed(summary, search_fold(summary)),
+        _changed(head, folded_body),
+    )
+
+
+def _changed(text: str, folded: str) -> str | None:
+    return None if folded == text else folded
+
+
 def sql_fold_body() -> str:
     """The PL/pgSQL body of ``article_search_fold(input text)``: :func:`search_fold`
     step by step, written for speed on the store path. Each ``replace()`` maps one
