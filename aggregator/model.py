@@ -67,8 +67,3 @@ class Article(BaseModel):
     # What story matching needs of the title and text, computed here in the parse processes
     # so the store job's event loop does not (None: the store job computes it).
     story_print: StoryPrint | None = None
-    # The title, summary and body as full-text search folds them (``search_fold``, the
-    # body's first SEARCH_BODY_CHARS), computed in the parse processes so the store's
-    # INSERT does not fold them in PL/pgSQL. Each is None where folding leaves the text
-    # as it is (all ASCII text); the whole is None when not computed (Postgres folds).
-    search_folded: tuple[str | None, str | None, str | None] | None = None

@@ -34,7 +34,7 @@ import asyncpg
 
 from bench import measure, module_env, services, synthetic
 from bench.farm import FarmProcess
-from bench.ours import Ours
+from bench.ours import Ours, store_payload
 
 
 @dataclass(frozen=True)
@@ -301,14 +301,21 @@ async def cold_and_steady(
             rows.append(peer_row("cold", kind, len(feeds), own, watch))
         try:
             changed = changed_feeds(sizes.cold_feeds, sizes.changed_share, seed=1)
-            await farm.advance(changed)
-            await farm.warm(0, sizes.cold_feeds)
+            # The steady cycle of a running daemon, as the peers' is theirs: started after
+            # cold ingest with nothing due, up and idle, then every feed made due at once.
+            await ours.hold_feeds()
+            async with ours.daemon(flush=False) as proc:
+                ready_after = await ours.wait_idle(proc)
+                await farm.advance(changed)
+                await farm.warm(0, sizes.cold_feeds)
+                cycle = await ours.cycle(proc)
             rows.append(
                 ours_row(
                     f"steady@{len(feeds)}",
                     len(feeds),
-                    await ours_once(ours),
+                    cycle,
                     changed_feeds=len(changed),
+                    daemon_ready_after_s=ready_after,
                 )
             )
             for peer in running:
@@ -640,6 +647,7 @@ async def run_all(
                 out["rows"] += chain["rows"]
                 out["skipped_peers"] = chain["skipped_peers"]
                 out["ours_empty_run_seconds"] = chain["ours_empty_run_seconds"]
+                out["store_payload"] = store_payload(range(min(sizes.cold_feeds, 100)))
                 known[sizes.cold_feeds] = next(
                     r for r in chain["rows"] if r["system"] == "ours" and r["scenario"] != "cold"
                 )

@@ -35,9 +35,7 @@ MIGRATION = Path(__file__).parent.parent / "sql" / "010_search_fold.sql"
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
-def _article(key: str, language: str, title: str, body: str, *, folded: bool = True) -> Article:
-    """A labelled article as the parse processes hand it on: its search text folded
-    (``folded=False``: as another writer's, left to the trigger)."""
+def _article(key: str, language: str, title: str, body: str) -> Article:
     url = f"https://labelled.example/{key}"
     summary = body[:80]
     return Article(
@@ -53,7 +51,6 @@ def _article(key: str, language: str, title: str, body: str, *, folded: bool = T
         language=language,
         region="test",
         published_at=T0,
-        search_folded=textfold.search_folded(title, summary, body) if folded else None,
     )
 
 
@@ -274,9 +271,10 @@ async def _migrate_before_folding(conn: asyncpg.Connection) -> None:
     await _migrate_all_but(conn, 10, 15)
 
 
-# The articles a daemon stored before 010: its INSERT named no search_vector (a generated
-# column then), and today's store path, which brings the folded vector, cannot run there.
-_STORE_BEFORE_FOLDING = """
+# A writer that names no search_vector: another program's INSERT, or a daemon before 010
+# (a generated column then, where today's store path, which brings the folded vector,
+# cannot run).
+_INSERT_PLAINLY = """
 INSERT INTO articles (content_hash, canonical_url, title, summary, content_html, content_text,
                       language, region, published_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -284,7 +282,7 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 """
 
 
-async def store_before_folding(conn: asyncpg.Connection, articles: list[Article]) -> None:
+async def insert_plainly(conn: asyncpg.Connection, articles: list[Article]) -> None:
     columns = [
         (
             a.content_hash,
@@ -299,7 +297,7 @@ async def store_before_folding(conn: asyncpg.Connection, articles: list[Article]
         )
         for a in articles
     ]
-    await conn.execute(_STORE_BEFORE_FOLDING, *map(list, zip(*columns, strict=True)))
+    await conn.execute(_INSERT_PLAINLY, *map(list, zip(*columns, strict=True)))
 
 
 def _variants(n: int) -> list[Article]:
@@ -326,7 +324,7 @@ async def test_upgrade_keeps_old_vectors_then_refolds_in_batches_while_storing(
     try:
         await _migrate_before_folding(conn)
         old = _variants(300)
-        await store_before_folding(conn, old)
+        await insert_plainly(conn, old)
         before = await conn.fetch("SELECT id, search_vector::text AS v FROM articles ORDER BY id")
         relfile = await conn.fetchval("SELECT pg_relation_filenode('articles')")
 
@@ -377,21 +375,23 @@ async def _store_in_batches(conn: asyncpg.Connection, articles: list[Article], u
 async def test_the_vector_folded_in_python_is_the_one_postgres_folds(
     conn: asyncpg.Connection,
 ) -> None:
-    """The store path brings each article's folded text (the parse processes fold it);
-    its vector is the one ``article_search_vector()`` computes from the raw text, and a
-    writer that brings none (direct SQL, an older daemon) gets it from the trigger."""
+    """The store path folds the search text in Python and brings the vector; it is the
+    one ``article_search_vector()`` computes from the raw text. A writer that brings
+    none (direct SQL, an older daemon) gets it from the trigger."""
     texts = list(dict.fromkeys(t for t in _corpus_texts() if len(t) > 20))
     mine = [
         _article(f"corpus-{i}", "ar" if i % 3 else "en", text[:60], text)
         for i, text in enumerate(texts)
     ]
-    assert sum(a.search_folded != (None, None, None) for a in mine) > 100
+    assert (
+        sum(textfold.search_folded(a.title, a.summary, a.content_text) != (None,) * 3 for a in mine)
+        > 100
+    )
     others = [
-        _article(f"other-{i}", "fa", t[:50], f"{t} (another writer)", folded=False)
-        for i, t in enumerate(texts)
+        _article(f"other-{i}", "fa", t[:50], f"{t} (another writer)") for i, t in enumerate(texts)
     ]
     await store(conn, mine, "https://labelled.example/mine")
-    await store(conn, others, "https://labelled.example/others")
+    await insert_plainly(conn, others)
     assert await conn.fetchval("SELECT count(*) FROM articles") == 2 * len(texts)
     assert await conn.fetchval("SELECT count(*) FROM articles WHERE search_vector IS NULL") == 0
     assert await conn.fetchval(_UNFOLDED) == 0
@@ -422,7 +422,7 @@ async def test_migrate_command_finishes_the_refold_with_progress(
     conn = await asyncpg.connect(upgrade_db)
     try:
         await _migrate_before_folding(conn)
-        await store_before_folding(conn, _variants(2500))
+        await insert_plainly(conn, _variants(2500))
         env = processes.service_env(settings) | {"AGGREGATOR_DATABASE_URL": upgrade_db}
         result = subprocess.run(
             [sys.executable, "-m", "aggregator", "migrate"],
@@ -445,7 +445,7 @@ async def test_the_daemon_refolds_in_the_background(upgrade_db: str) -> None:
     pool = await asyncpg.create_pool(upgrade_db, min_size=1, max_size=2)
     try:
         await _migrate_before_folding(conn)
-        await store_before_folding(conn, _variants(50))
+        await insert_plainly(conn, _variants(50))
         await migrations.migrate(conn)
         assert await conn.fetchval(_UNFOLDED) > 0
         await refold.run_in_background(pool)

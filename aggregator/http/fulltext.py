@@ -26,7 +26,6 @@ from aggregator.pipeline import bodytext
 from aggregator.pipeline.contenthash import content_hash
 from aggregator.storage.feeds import Feed
 from aggregator.stories import prints as story_prints
-from aggregator.stories.text import search_folded
 
 
 class Clients(Protocol):
@@ -81,6 +80,5 @@ def with_text(article: Article, paragraphs: list[str]) -> Article:
             ),
             "feed_hash": article.content_hash,
             "story_print": story_prints.story_print(article.title, content_text),
-            "search_folded": search_folded(article.title, article.summary, content_text),
         }
     )

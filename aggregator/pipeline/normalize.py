@@ -22,7 +22,6 @@ from aggregator.pipeline.contenthash import content_hash
 from aggregator.pipeline.language import article_language
 from aggregator.pipeline.parse import DEFAULT_MEMORY_BUDGET, Entry, ParsedFeed, parse_feed
 from aggregator.stories import prints as story_prints
-from aggregator.stories.text import search_folded
 
 MAX_TITLE_CHARS = 1_000
 MAX_SUMMARY_CHARS = 5_000
@@ -190,7 +189,6 @@ def normalize_entry(
         region=feed.region,
         published_at=sane_date(entry.published, now=now),
         story_print=story_prints.recent_prints.of(title, content_text or summary),
-        search_folded=search_folded(title, summary, content_text),
     )
 
 
