@@ -173,6 +173,8 @@ def startup_for(queue_name: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
         stack = AsyncExitStack()
         runtime: Runtime = await stack.enter_async_context(open_runtime(load_settings()))
         runtime.liveness.watch_queue(queue_name)
+        if queue_name == queue.POLL_QUEUE:
+            runtime.warm_parsers()
         ctx["runtime"] = runtime
         ctx["exit_stack"] = stack
         await stack.enter_async_context(
