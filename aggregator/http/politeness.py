@@ -77,10 +77,13 @@ def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
+Arg = str | int | float
+
+
 @dataclass
 class _Ask:
     keys: list[str]
-    args: list[object]
+    args: list[Arg]
     answer: asyncio.Future[float] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -112,7 +115,7 @@ class HostLimiter:
         lifetime = settings.fetch_timeout + 10  # a crashed holder's slot frees itself
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.host_wait
-        args: list[object] = [token, settings.host_concurrency, 1 / settings.host_rate, lifetime]
+        args: list[Arg] = [token, settings.host_concurrency, 1 / settings.host_rate, lifetime]
         while True:
             wait = await self._ask(keys, args)
             if wait == 0:
@@ -126,7 +129,7 @@ class HostLimiter:
             self._released.append((keys[0], token))
             self._schedule(RELEASE_DELAY)
 
-    async def _ask(self, keys: list[str], args: list[object]) -> float:
+    async def _ask(self, keys: list[str], args: list[Arg]) -> float:
         ask = _Ask(keys, args)
         self._asks.append(ask)
         self._schedule(0)
@@ -155,7 +158,7 @@ class HostLimiter:
         if not asks and not released:
             return
         keys = [key for key, _ in released] + [k for ask in asks for k in ask.keys]
-        args = [len(released), *(token for _, token in released)]
+        args: list[Arg] = [len(released), *(token for _, token in released)]
         args += [a for ask in asks for a in ask.args]
         try:
             answers = await self._script(keys=keys, args=args)
