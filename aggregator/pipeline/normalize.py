@@ -168,8 +168,15 @@ def normalize_entry(
     else:
         paragraphs, content_html = [], ""
     body = bodytext.normalize_text(paragraphs)
-    summary = plain_text(entry.summary, MAX_SUMMARY_CHARS, is_html=entry.summary_is_html)
-    if not summary or (entry.body is not None and entry.body.source == "summary"):
+    # A body read from the summary makes the summary (its start): the summary's own HTML
+    # is then not read a second time (a third of the body text step's cost).
+    from_body = entry.body is not None and entry.body.source == "summary" and bool(body)
+    summary = (
+        ""
+        if from_body
+        else plain_text(entry.summary, MAX_SUMMARY_CHARS, is_html=entry.summary_is_html)
+    )
+    if not summary or from_body:
         summary = _shorten(body, SUMMARY_FROM_BODY_CHARS) if body else summary
 
     language = entry.language or feed.language or (document.language if document else None)
