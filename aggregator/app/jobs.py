@@ -95,8 +95,10 @@ async def store_articles(ctx: dict[str, Any], batch: dict[str, Any]) -> dict[str
     running = jobs_key(rt.holder.id)
     job_id = str(ctx.get("job_id"))
     try:
-        await rt.redis.sadd(running, job_id)  # type: ignore[misc]
-        await rt.redis.expire(running, 86400)
+        async with rt.redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.sadd(running, job_id)
+            pipe.expire(running, 86400)
+            await pipe.execute()
         result = await store(rt, parsed)
     except TRANSIENT_ERRORS as exc:
         raise _retry(ctx, exc) from exc
