@@ -144,6 +144,7 @@ def ours_row(scenario: str, feeds: int, result: dict[str, Any], **extra: Any) ->
         cpu_seconds_by_role={r: roles[r]["cpu_seconds"] for r in ("daemon", "postgres", "redis")},
         event_loop_cpu_seconds=roles["daemon_loop"]["cpu_seconds"],
         all_queued_after_s=result.get("all_queued_after_s"),
+        all_polled_after_s=result.get("all_polled_after_s"),
         failed_feeds=result["failed_feeds"],
         **extra,
     )
