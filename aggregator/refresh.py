@@ -199,7 +199,7 @@ async def deliver(
             entries={k: list(v) for k, v in entries.items()},
             departed=None if departed is None else {k: list(v) for k, v in departed.items()},
         )
-        await queue.enqueue_store(rt.redis, batch.model_dump(mode="json"))
+        await queue.enqueue_store(rt.redis, queue.store_payload(batch))
     else:  # all delivered before
         await rt.seen.remember(feed.id, entries, departed=departed)
     return len(fresh)

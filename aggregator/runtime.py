@@ -30,7 +30,12 @@ from aggregator.health import Liveness
 from aggregator.http.fetch import Fetcher
 from aggregator.http.politeness import HostLimiter
 from aggregator.model import Article
-from aggregator.pipeline.normalize import DocumentInfo, FeedContext, articles_from_document
+from aggregator.pipeline.normalize import (
+    DocumentInfo,
+    FeedContext,
+    articles_from_document,
+    warm_up,
+)
 from aggregator.reach import naming
 from aggregator.settings import Settings
 from aggregator.storage import db
@@ -78,6 +83,14 @@ class Runtime:
             seconds=self.settings.max_parse_seconds,
         )
         return await asyncio.get_running_loop().run_in_executor(self.parser, call)
+
+    def warm_parsers(self) -> None:
+        """Start the parse processes now and have each load what its first parse would
+        (imports, the language model, the fold tables), so the first polls do not wait
+        for it. Not awaited: a parse submitted meanwhile queues behind the warm-up."""
+        processes = getattr(self.parser, "_max_workers", 1)
+        for _ in range(processes):
+            self.parser.submit(warm_up)
 
 
 def poll_jobs(settings: Settings) -> int:
@@ -135,6 +148,8 @@ async def open_runtime(
         fetcher = await stack.enter_async_context(Fetcher(settings))
         parser = parse_executor(settings)
         stack.callback(parser.shutdown, wait=True, cancel_futures=True)
+        hosts = HostLimiter(redis, settings)
+        stack.push_async_callback(hosts.close)  # before Redis closes: slots given back
         yield Runtime(
             settings=settings,
             database_url=database_url,
@@ -144,6 +159,6 @@ async def open_runtime(
             fetcher=fetcher,
             parser=parser,
             seen=SeenCache(redis, ttl_seconds=int(settings.seen_cache_days * 86400)),
-            hosts=HostLimiter(redis, settings),
+            hosts=hosts,
             liveness=Liveness(job_timeout=settings.job_timeout),
         )

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from bench import measure, module_env, services, synthetic
+from bench.measure import PidSource
 
 BENCH_SETTINGS = {
     "AGGREGATOR_ALLOW_PRIVATE_NETWORKS": "true",
@@ -59,6 +61,7 @@ class Ours:
     redis_url: str = field(default_factory=services.redis_url)
     database_url: str = ""
     runs: int = 0
+    redis_pid: int | None = None
 
     async def __aenter__(self) -> Ours:
         self.db_name = services.database_name(self.name)
@@ -68,6 +71,7 @@ class Ours:
 
             await db.migrate(self.database_url)
             await services.flush_redis(self.redis_url)
+            self.redis_pid = await _redis_pid(self.redis_url)
         except BaseException:
             await services.drop_database(self.server_url, self.db_name)
             raise
@@ -117,14 +121,22 @@ class Ours:
         finally:
             await conn.close()
 
-    def watch(self, pid: int) -> measure.Watch:
+    def watch(self, pid: int, *, not_backends: frozenset[int] = frozenset()) -> measure.Watch:
+        backends = measure.postgres_backends(self.db_name)
+        postgres: PidSource = backends
+        if not_backends:  # the bench's own connection to our database is not ours
+            postgres = lambda: [p for p in backends() if p not in not_backends]  # noqa: E731
         return measure.Watch(
             {
                 "daemon": measure.tree(pid),
                 # The event loop's process alone (the tree is it plus the parse processes).
                 "daemon_loop": measure.fixed(pid),
-                "postgres": measure.postgres_backends(self.db_name),
-                "redis": measure.named("redis-server"),
+                "postgres": postgres,
+                # The server that holds our database (its process id from INFO), not every
+                # redis-server on the machine: another one may serve a soak or a test.
+                "redis": measure.fixed(self.redis_pid)
+                if self.redis_pid
+                else measure.named("redis-server"),
                 "farm": measure.fixed(self.farm_pid),
             }
         )
@@ -181,10 +193,98 @@ class Ours:
             "log": str(log),
         }
 
+    async def hold_feeds(self) -> None:
+        """Make no feed due for a day: a daemon started now idles until ``cycle``."""
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await conn.execute("UPDATE feeds SET next_poll_at = now() + interval '1 day'")
+        finally:
+            await conn.close()
+
+    async def wait_idle(self, proc: asyncio.subprocess.Process, *, timeout: float = 120.0) -> float:
+        """Wait until the started daemon is up and idle (its start-up done: imports,
+        migrations check, parse processes and their language model); seconds waited."""
+        import psutil
+
+        started = time.perf_counter()
+        tree = measure.tree(proc.pid)
+        last = None
+        while time.perf_counter() - started < timeout:
+            if proc.returncode is not None:
+                raise RuntimeError(f"the daemon exited {proc.returncode} while starting")
+            cpu = 0.0
+            for pid in tree():
+                try:
+                    times = psutil.Process(pid).cpu_times()
+                    cpu += times.user + times.system
+                except psutil.Error:
+                    pass
+            if last is not None and cpu - last < 0.05 and len(tree()) > 1:
+                return round(time.perf_counter() - started, 2)
+            last = cpu
+            await asyncio.sleep(1.0)
+        raise TimeoutError(f"the daemon was still busy starting after {timeout:.0f}s")
+
+    async def cycle(
+        self, proc: asyncio.subprocess.Process, *, timeout: float = 600.0
+    ) -> dict[str, Any]:
+        """One poll cycle of the running daemon: every feed made due at once, timed until
+        each one is polled and the store queue is empty (every batch committed). The
+        daemon's start-up is not in it, as the peers' is not in theirs."""
+        import redis.asyncio
+
+        from aggregator import queue
+
+        before = await self.counts()
+        conn = await asyncpg.connect(self.database_url)
+        client = redis.asyncio.from_url(self.redis_url)  # type: ignore[no-untyped-call]
+        try:
+            mine = frozenset({await conn.fetchval("SELECT pg_backend_pid()")})
+            feeds = await conn.fetchval("SELECT count(*) FROM feeds WHERE NOT disabled")
+            with self.watch(proc.pid, not_backends=mine) as watch:
+                started = await conn.fetchval(
+                    "UPDATE feeds SET next_poll_at = now() WHERE NOT disabled RETURNING now()"
+                )
+                began = time.perf_counter()
+                deadline = began + timeout
+                polled_after = None
+                while True:
+                    if proc.returncode is not None:
+                        raise RuntimeError(f"the daemon exited {proc.returncode} mid-cycle")
+                    polled = await conn.fetchval(
+                        "SELECT count(*) FROM feeds WHERE last_polled_at >= $1", started
+                    )
+                    if polled >= feeds and polled_after is None:
+                        polled_after = round(time.perf_counter() - began, 2)
+                    if polled >= feeds and await client.zcard(queue.STORE_QUEUE) == 0:
+                        break
+                    if time.perf_counter() > deadline:
+                        raise TimeoutError(f"{polled} of {feeds} feeds polled in {timeout}s")
+                    await asyncio.sleep(0.02)
+        finally:
+            await client.aclose()
+            await conn.close()
+        after = await self.counts()
+        return {
+            **watch.report(),
+            "items": after["sightings"] - before["sightings"],
+            "articles": after["articles"] - before["articles"],
+            "stories": after["stories"],
+            "failed_feeds": after["failed"],
+            "measured": "one cycle of a running daemon (aggregator run), start-up excluded",
+            # Every feed polled (its outcome recorded) after this many seconds; the rest of
+            # the cycle is the store queue draining.
+            "all_polled_after_s": polled_after,
+        }
+
     @asynccontextmanager
-    async def daemon(self) -> AsyncIterator[asyncio.subprocess.Process]:
-        """``aggregator run`` until the block ends, then SIGTERM and wait."""
-        await services.flush_redis(self.redis_url)
+    async def daemon(self, *, flush: bool = True) -> AsyncIterator[asyncio.subprocess.Process]:
+        """``aggregator run`` until the block ends, then SIGTERM and wait. ``flush=False``
+        keeps what Redis holds between cycles (the window cache): only queues are emptied."""
+        if flush:
+            await services.flush_redis(self.redis_url)
+        else:
+            await services.flush_queues(self.redis_url)
         log = self.workdir / "daemon.log"
         with log.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
@@ -209,5 +309,69 @@ class Ours:
                         await proc.wait()
 
 
+async def _redis_pid(url: str) -> int | None:
+    import redis.asyncio
+
+    client = redis.asyncio.from_url(url)  # type: ignore[no-untyped-call]
+    try:
+        info = await client.info("server")
+        return int(info["process_id"]) if "process_id" in info else None
+    finally:
+        await client.aclose()
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def store_payload(feeds: Sequence[int] = range(100), *, items: int = 20) -> dict[str, Any]:
+    """Bytes per article of the store jobs a cold poll of farm feeds puts on Redis: each
+    feed's body parsed and normalized for real, its batch built and serialized the way
+    ``refresh.deliver`` and arq do (the job as stored under ``arq:job:<id>``)."""
+    from datetime import UTC, datetime
+
+    from arq.jobs import serialize_job
+
+    from aggregator import queue
+    from aggregator.pipeline.normalize import FeedContext, articles_from_document
+    from aggregator.storage.articles import StoreBatch, Validators
+
+    now = datetime.now(UTC)
+    total = articles = prints = 0
+    for feed in feeds:
+        url = f"https://{synthetic.outlet_host(feed)}/feeds/{feed}.xml"
+        body = synthetic.render_feed(
+            feed, 0, items=items, new_per_change=2, published_at={}, epoch=now.timestamp()
+        )
+        document, found = articles_from_document(
+            body,
+            url=url,
+            content_type="application/rss+xml",
+            feed=FeedContext(
+                url=url, language=synthetic.language_of(feed), region=synthetic.region_of(feed)
+            ),
+            now=now,
+        )
+        hashes = {key: [h] for key, h in document.hashes.items()}
+        batch = StoreBatch(
+            feed_id=feed + 1,
+            feed_url=url,
+            body_hash=f"{feed:064x}",
+            validators=Validators(etag='"v0"', last_modified=None, body_hash=f"{feed:064x}"),
+            articles=found,
+            fetched_at=now,
+            entries=hashes,
+            departed={},
+        )
+        payload = queue.store_payload(batch)
+        total += len(
+            serialize_job(queue.STORE_JOB, (payload,), {}, 1, 0, serializer=queue.serialize)
+        )
+        articles += len(found)
+        prints += sum(len(a.story_print.model_dump_json()) for a in found if a.story_print)
+    return {
+        "feeds": len(feeds),
+        "articles": articles,
+        "bytes_per_article": round(total / max(articles, 1)),
+        "print_bytes_per_article": round(prints / max(articles, 1)),
+    }

@@ -22,13 +22,15 @@ from typing import Any
 STAGES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern))
     for name, pattern in (
-        ("language detection", r"aggregator/language\.py|py3langid"),
-        ("story matching", r"aggregator/stories\.py"),
-        ("body text (lxml)", r"aggregator/bodytext\.py"),
+        ("language detection", r"aggregator/pipeline/language\.py|py3langid"),
+        ("story prints", r"aggregator/stories/(prints|text)\.py"),
+        ("story matching", r"aggregator/stories/|aggregator/storage/stories\.py"),
+        ("body text (lxml)", r"aggregator/pipeline/bodytext\.py"),
         ("sanitize (nh3)", r"sanitize_html|_bounded_html"),
+        ("fastparse (lxml)", r"aggregator/pipeline/fastparse\.py"),
         ("feedparser", r"feedparser/|xml/sax|feedparser_sgmllib|sgmllib"),
-        ("defuse/decode", r"aggregator/parse\.py:\d+\)$|defuse_xml|_to_utf8|_remove_doctypes"),
-        ("normalize (rest)", r"aggregator/normalize\.py"),
+        ("defuse/decode", r"aggregator/pipeline/(parse|cut)\.py"),
+        ("normalize (rest)", r"aggregator/pipeline/"),
         ("pydantic (validate/dump)", r"pydantic|model_dump|model_validate"),
         ("json (queue payloads)", r"json/|aggregator/queue\.py"),
         ("asyncpg", r"asyncpg/"),

@@ -64,8 +64,16 @@ def table(result: dict[str, Any]) -> str:
             )
     if result.get("ours_empty_run_seconds"):
         notes.append(
-            f"ours: each run includes about {result['ours_empty_run_seconds']:.1f}s of fixed cost "
-            "(aggregator run --once with no feeds: start-up, parse processes, shutdown)"
+            f"ours: each run --once includes about {result['ours_empty_run_seconds']:.1f}s of "
+            "fixed cost (with no feeds: start-up, parse processes, shutdown); "
+            "steady@N after cold ingest is one cycle of a running daemon, start-up excluded"
+        )
+    payload = result.get("store_payload")
+    if payload:
+        notes.append(
+            f"store payload on Redis: {payload['bytes_per_article']:,} bytes per article "
+            f"(its story print {payload['print_bytes_per_article']:,} of them), "
+            f"{payload['articles']:,} farm articles"
         )
     for r in result["rows"]:
         if r["system"] == "ours" and r.get("daemon_cpu_seconds"):

@@ -34,7 +34,7 @@ import asyncpg
 
 from bench import measure, module_env, services, synthetic
 from bench.farm import FarmProcess
-from bench.ours import Ours
+from bench.ours import Ours, store_payload
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,10 @@ def ours_row(scenario: str, feeds: int, result: dict[str, Any], **extra: Any) ->
         watch=result,
         unique_articles=result["articles"],
         daemon_cpu_seconds=roles["daemon"]["cpu_seconds"],
+        cpu_seconds_by_role={r: roles[r]["cpu_seconds"] for r in ("daemon", "postgres", "redis")},
         event_loop_cpu_seconds=roles["daemon_loop"]["cpu_seconds"],
         all_queued_after_s=result.get("all_queued_after_s"),
+        all_polled_after_s=result.get("all_polled_after_s"),
         failed_feeds=result["failed_feeds"],
         **extra,
     )
@@ -301,14 +303,21 @@ async def cold_and_steady(
             rows.append(peer_row("cold", kind, len(feeds), own, watch))
         try:
             changed = changed_feeds(sizes.cold_feeds, sizes.changed_share, seed=1)
-            await farm.advance(changed)
-            await farm.warm(0, sizes.cold_feeds)
+            # The steady cycle of a running daemon, as the peers' is theirs: started after
+            # cold ingest with nothing due, up and idle, then every feed made due at once.
+            await ours.hold_feeds()
+            async with ours.daemon(flush=False) as proc:
+                ready_after = await ours.wait_idle(proc)
+                await farm.advance(changed)
+                await farm.warm(0, sizes.cold_feeds)
+                cycle = await ours.cycle(proc)
             rows.append(
                 ours_row(
                     f"steady@{len(feeds)}",
                     len(feeds),
-                    await ours_once(ours),
+                    cycle,
                     changed_feeds=len(changed),
+                    daemon_ready_after_s=ready_after,
                 )
             )
             for peer in running:
@@ -643,6 +652,7 @@ async def run_all(
                 out["rows"] += chain["rows"]
                 out["skipped_peers"] = chain["skipped_peers"]
                 out["ours_empty_run_seconds"] = chain["ours_empty_run_seconds"]
+                out["store_payload"] = store_payload(range(min(sizes.cold_feeds, 100)))
                 known[sizes.cold_feeds] = next(
                     r for r in chain["rows"] if r["system"] == "ours" and r["scenario"] != "cold"
                 )

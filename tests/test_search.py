@@ -37,13 +37,14 @@ T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 def _article(key: str, language: str, title: str, body: str) -> Article:
     url = f"https://labelled.example/{key}"
+    summary = body[:80]
     return Article(
         content_hash=content_hash(body, title=title, canonical_url=url),
         canonical_url=url,
         url=url,
         guid=url,
         title=title,
-        summary=body[:80],
+        summary=summary,
         content_html=f"<p>{body}</p>",
         content_text=body,
         author=None,
@@ -250,13 +251,13 @@ async def upgrade_db(database_url: str) -> AsyncIterator[str]:
         await services.drop_database(server, name)
 
 
-async def _migrate_all_but(conn: asyncpg.Connection, version: int) -> None:
-    """Every migration but ``version``: the store path is today's code, so the later
-    migrations' columns must exist; none of them depends on ``version``'s objects."""
+async def _migrate_all_but(conn: asyncpg.Connection, *versions: int) -> None:
+    """Every migration but ``versions``: the later migrations' columns must exist for
+    today's store path (015, which builds on 010's trigger, goes with it)."""
     await locks.ensure(conn)
     await conn.execute(migrations._CREATE_TABLE)
     for m in migrations.available():
-        if m.version != version:
+        if m.version not in versions:
             async with conn.transaction():
                 await conn.execute(m.sql)
                 await conn.execute(
@@ -264,6 +265,39 @@ async def _migrate_all_but(conn: asyncpg.Connection, version: int) -> None:
                     m.version,
                     m.name,
                 )
+
+
+async def _migrate_before_folding(conn: asyncpg.Connection) -> None:
+    await _migrate_all_but(conn, 10, 15)
+
+
+# A writer that names no search_vector: another program's INSERT, or a daemon before 010
+# (a generated column then, where today's store path, which brings the folded vector,
+# cannot run).
+_INSERT_PLAINLY = """
+INSERT INTO articles (content_hash, canonical_url, title, summary, content_html, content_text,
+                      language, region, published_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::timestamptz[])
+"""
+
+
+async def insert_plainly(conn: asyncpg.Connection, articles: list[Article]) -> None:
+    columns = [
+        (
+            a.content_hash,
+            a.canonical_url,
+            a.title,
+            a.summary,
+            a.content_html,
+            a.content_text,
+            a.language,
+            a.region,
+            a.published_at,
+        )
+        for a in articles
+    ]
+    await conn.execute(_INSERT_PLAINLY, *map(list, zip(*columns, strict=True)))
 
 
 def _variants(n: int) -> list[Article]:
@@ -288,14 +322,14 @@ async def test_upgrade_keeps_old_vectors_then_refolds_in_batches_while_storing(
     writer = await asyncpg.connect(upgrade_db)
     pool = await asyncpg.create_pool(upgrade_db, min_size=1, max_size=2)
     try:
-        await _migrate_all_but(conn, 10)
+        await _migrate_before_folding(conn)
         old = _variants(300)
-        await store(conn, old, "https://labelled.example/old")
+        await insert_plainly(conn, old)
         before = await conn.fetch("SELECT id, search_vector::text AS v FROM articles ORDER BY id")
         relfile = await conn.fetchval("SELECT pg_relation_filenode('articles')")
 
         applied = await migrations.migrate(conn)
-        assert [m.version for m in applied][:1] == [10]
+        assert [m.version for m in applied] == [10, 15]
         assert await conn.fetchval("SELECT pg_relation_filenode('articles')") == relfile, (
             "dropping the generation expression rewrote the table"
         )
@@ -338,6 +372,31 @@ async def _store_in_batches(conn: asyncpg.Connection, articles: list[Article], u
         await asyncio.sleep(0.005)
 
 
+async def test_the_vector_folded_in_python_is_the_one_postgres_folds(
+    conn: asyncpg.Connection,
+) -> None:
+    """The store path folds the search text in Python and brings the vector; it is the
+    one ``article_search_vector()`` computes from the raw text. A writer that brings
+    none (direct SQL, an older daemon) gets it from the trigger."""
+    texts = list(dict.fromkeys(t for t in _corpus_texts() if len(t) > 20))
+    mine = [
+        _article(f"corpus-{i}", "ar" if i % 3 else "en", text[:60], text)
+        for i, text in enumerate(texts)
+    ]
+    assert (
+        sum(textfold.search_folded(a.title, a.summary, a.content_text) != (None,) * 3 for a in mine)
+        > 100
+    )
+    others = [
+        _article(f"other-{i}", "fa", t[:50], f"{t} (another writer)") for i, t in enumerate(texts)
+    ]
+    await store(conn, mine, "https://labelled.example/mine")
+    await insert_plainly(conn, others)
+    assert await conn.fetchval("SELECT count(*) FROM articles") == 2 * len(texts)
+    assert await conn.fetchval("SELECT count(*) FROM articles WHERE search_vector IS NULL") == 0
+    assert await conn.fetchval(_UNFOLDED) == 0
+
+
 async def test_an_edit_refolds_the_row(conn: asyncpg.Connection, labelled: dict[str, str]) -> None:
     await conn.execute(
         "UPDATE articles SET title = 'مكتبة عامة' WHERE canonical_url LIKE '%/ar_gold'"
@@ -362,8 +421,8 @@ async def test_migrate_command_finishes_the_refold_with_progress(
 ) -> None:
     conn = await asyncpg.connect(upgrade_db)
     try:
-        await _migrate_all_but(conn, 10)
-        await store(conn, _variants(2500), "https://labelled.example/old")
+        await _migrate_before_folding(conn)
+        await insert_plainly(conn, _variants(2500))
         env = processes.service_env(settings) | {"AGGREGATOR_DATABASE_URL": upgrade_db}
         result = subprocess.run(
             [sys.executable, "-m", "aggregator", "migrate"],
@@ -385,8 +444,8 @@ async def test_the_daemon_refolds_in_the_background(upgrade_db: str) -> None:
     conn = await asyncpg.connect(upgrade_db)
     pool = await asyncpg.create_pool(upgrade_db, min_size=1, max_size=2)
     try:
-        await _migrate_all_but(conn, 10)
-        await store(conn, _variants(50), "https://labelled.example/old")
+        await _migrate_before_folding(conn)
+        await insert_plainly(conn, _variants(50))
         await migrations.migrate(conn)
         assert await conn.fetchval(_UNFOLDED) > 0
         await refold.run_in_background(pool)

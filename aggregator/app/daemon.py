@@ -146,6 +146,7 @@ async def open_when_reachable(
 
 
 async def run_forever(rt: Runtime, stop: asyncio.Event) -> None:
+    rt.warm_parsers()
     async with recovery.beating(rt.pool, rt.redis, rt.holder, rt.settings.lease_seconds):
         await _schedule_forever(rt, stop)
 
@@ -184,6 +185,11 @@ async def _schedule_forever(rt: Runtime, stop: asyncio.Event) -> None:
                     rt.pool, [(lease.feed_id, lease.token) for lease in leases]
                 )
             workers.check()
+            if len(leases) >= rt.settings.scheduler_batch and await _workers_keep_up(rt):
+                # A full pass: more feeds are due now (a fleet all due at once after a
+                # restart or an outage); lease them without waiting for the next tick,
+                # as long as the poll queue is short (a lease must not expire queued).
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), rt.settings.scheduler_tick)
     finally:
@@ -198,6 +204,15 @@ async def _schedule_forever(rt: Runtime, stop: asyncio.Event) -> None:
             pruning.cancel()
             await asyncio.gather(pruning, return_exceptions=True)
         log.info("stopped")
+
+
+async def _workers_keep_up(rt: Runtime) -> bool:
+    """Whether the poll queue holds less than two passes' worth of jobs (the one just
+    queued and one more), so the queue stays short however many feeds are due."""
+    with contextlib.suppress(*SERVICE_ERRORS):
+        jobs_per_pass = -(-rt.settings.scheduler_batch // rt.settings.poll_batch)
+        return await queue.depth(rt.redis, queue.POLL_QUEUE) < 2 * jobs_per_pass
+    return False
 
 
 @dataclass
@@ -229,6 +244,7 @@ async def run_once(
     again, round after round, until every feed is polled or ``timeout`` seconds
     have passed: those left are named in the summary (``not_polled``).
     ``progress(polled, total, stored)`` is called as the run goes, and once at the end."""
+    rt.warm_parsers()
     started: datetime = await rt.pool.fetchval("SELECT now()")
     started_ms = int(time.time() * 1000)
     loop = asyncio.get_running_loop()

@@ -95,8 +95,10 @@ async def store_articles(ctx: dict[str, Any], batch: dict[str, Any]) -> dict[str
     running = jobs_key(rt.holder.id)
     job_id = str(ctx.get("job_id"))
     try:
-        await rt.redis.sadd(running, job_id)  # type: ignore[misc]
-        await rt.redis.expire(running, 86400)
+        async with rt.redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.sadd(running, job_id)
+            pipe.expire(running, 86400)
+            await pipe.execute()
         result = await store(rt, parsed)
     except TRANSIENT_ERRORS as exc:
         raise _retry(ctx, exc) from exc
@@ -173,6 +175,8 @@ def startup_for(queue_name: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
         stack = AsyncExitStack()
         runtime: Runtime = await stack.enter_async_context(open_runtime(load_settings()))
         runtime.liveness.watch_queue(queue_name)
+        if queue_name == queue.POLL_QUEUE:
+            runtime.warm_parsers()
         ctx["runtime"] = runtime
         ctx["exit_stack"] = stack
         await stack.enter_async_context(
