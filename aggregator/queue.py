@@ -10,14 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import BlockingConnectionPool
-
-if TYPE_CHECKING:
-    from aggregator.storage.articles import StoreBatch
 
 POLL_QUEUE = "aggregator:poll"
 STORE_QUEUE = "aggregator:store"
@@ -107,11 +104,6 @@ async def enqueue_polls(redis: ArqRedis, leases: Sequence[tuple[int, str]]) -> b
         _queue_name=POLL_QUEUE,
     )
     return job is not None
-
-
-def store_payload(batch: StoreBatch) -> dict[str, Any]:
-    """A store batch as its job's argument (JSON on the queue)."""
-    return batch.model_dump(mode="json")
 
 
 async def enqueue_store(redis: ArqRedis, batch: dict[str, Any]) -> bool:

@@ -30,7 +30,13 @@ from aggregator.reach import SERVICE_ERRORS
 from aggregator.runtime import Runtime
 from aggregator.settings import Settings
 from aggregator.storage import schedule
-from aggregator.storage.articles import StoreBatch, StoreResult, Validators, store_batch
+from aggregator.storage.articles import (
+    StoreBatch,
+    StoreResult,
+    Validators,
+    store_batch,
+    store_payload,
+)
 from aggregator.storage.feeds import Feed
 from aggregator.storage.seen import FeedWindow
 
@@ -199,7 +205,7 @@ async def deliver(
             entries={k: list(v) for k, v in entries.items()},
             departed=None if departed is None else {k: list(v) for k, v in departed.items()},
         )
-        await queue.enqueue_store(rt.redis, queue.store_payload(batch))
+        await queue.enqueue_store(rt.redis, store_payload(batch))
     else:  # all delivered before
         await rt.seen.remember(feed.id, entries, departed=departed)
     return len(fresh)

@@ -334,7 +334,7 @@ def store_payload(feeds: Sequence[int] = range(100), *, items: int = 20) -> dict
 
     from aggregator import queue
     from aggregator.pipeline.normalize import FeedContext, articles_from_document
-    from aggregator.storage.articles import StoreBatch, Validators
+    from aggregator.storage.articles import StoreBatch, Validators, store_payload
 
     now = datetime.now(UTC)
     total = articles = prints = 0
@@ -363,7 +363,7 @@ def store_payload(feeds: Sequence[int] = range(100), *, items: int = 20) -> dict
             entries=hashes,
             departed={},
         )
-        payload = queue.store_payload(batch)
+        payload = store_payload(batch)
         total += len(
             serialize_job(queue.STORE_JOB, (payload,), {}, 1, 0, serializer=queue.serialize)
         )

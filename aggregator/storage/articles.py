@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
@@ -46,6 +47,11 @@ class StoreBatch(BaseModel):
     # whole body) makes ``entries`` the window, and itself its margin; None (a push) adds.
     entries: dict[str, list[str]] = {}
     departed: dict[str, list[str]] | None = None
+
+
+def store_payload(batch: StoreBatch) -> dict[str, Any]:
+    """A store batch as its job's argument (JSON on the queue)."""
+    return batch.model_dump(mode="json")
 
 
 @dataclass(frozen=True, slots=True)
