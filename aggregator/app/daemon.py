@@ -27,7 +27,15 @@ from aggregator.errors import ServiceUnavailableError
 from aggregator.reach import SERVICE_ERRORS
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.settings import Settings
-from aggregator.storage import deliveries, outbox, recovery, refold, retention, schedule
+from aggregator.storage import (
+    deliveries,
+    outbox,
+    recovery,
+    refold,
+    retention,
+    schedule,
+    upkeep,
+)
 
 log = logging.getLogger("aggregator.daemon")
 
@@ -166,6 +174,7 @@ async def _schedule_forever(rt: Runtime, stop: asyncio.Event) -> None:
         else None
     )
     refolding = asyncio.create_task(refold.run_in_background(rt.pool))
+    vacuuming = asyncio.create_task(upkeep.run_forever(rt.pool, stop))
     log.info("daemon started: polling due feeds every %.1fs", rt.settings.scheduler_tick)
     outage = logs.Outage(log, "scheduler pass")
     rt.liveness.watch_loop("scheduler", max(SCHEDULER_MAX_SILENCE, 10 * rt.settings.scheduler_tick))
@@ -199,7 +208,8 @@ async def _schedule_forever(rt: Runtime, stop: asyncio.Event) -> None:
         relay.cancel()
         watcher.cancel()  # safe: whatever it had not settled stays in the watch sets
         refolding.cancel()
-        await asyncio.gather(relay, watcher, refolding, return_exceptions=True)
+        vacuuming.cancel()
+        await asyncio.gather(relay, watcher, refolding, vacuuming, return_exceptions=True)
         if pruning is not None:
             pruning.cancel()
             await asyncio.gather(pruning, return_exceptions=True)
