@@ -124,3 +124,43 @@ async def test_emptied_stories_go_and_ages_parse(runtime: Runtime) -> None:
     assert retention.parse_age("36h") == timedelta(hours=36)
     with pytest.raises(ValueError, match="not an age"):
         retention.parse_age("soon")
+
+
+async def test_stories_that_keep_articles_are_counted_again(runtime: Runtime) -> None:
+    """A story that loses some of its articles to retention says how many it has left,
+    and its representative is one of them; its updated_at (when an article last
+    joined) stays."""
+    pool = runtime.pool
+    now = datetime.now(UTC).replace(microsecond=0)
+    old = now - timedelta(days=100)
+    texts = ["the fullest text of all, the wire copy " * 10, "a short copy", "a longer copy " * 3]
+    ids = [
+        await pool.fetchval(
+            "INSERT INTO articles (content_hash, content_text, published_at, first_seen_at) "
+            "VALUES ($1, $2, $3, $3) RETURNING id",
+            f"{n + 100:064x}",
+            text,
+            old if n == 0 else now - timedelta(hours=n),
+        )
+        for n, text in enumerate(texts)
+    ]
+    joined = now - timedelta(minutes=5)
+    await pool.execute(
+        "INSERT INTO stories (id, first_seen_at, published_at, updated_at, article_count, "
+        "representative_id) VALUES ($1, $2, $2, $3, 3, $1)",
+        ids[0],
+        old,
+        joined,
+    )
+    await pool.execute("UPDATE articles SET story_id = $1 WHERE id = ANY($2)", ids[0], ids)
+
+    result = await retention.prune(pool, timedelta(days=90))
+
+    assert (result.articles, result.stories) == (1, 0)
+    story = await pool.fetchrow("SELECT * FROM stories WHERE id = $1", ids[0])
+    assert story["article_count"] == 2 == await pool.fetchval(
+        "SELECT count(*) FROM articles WHERE story_id = $1", ids[0]
+    )
+    assert story["representative_id"] == ids[2]  # the fullest text left
+    assert story["first_seen_at"] == story["published_at"] == now - timedelta(hours=2)
+    assert story["updated_at"] == joined

@@ -3,7 +3,8 @@
 Each batch is its own short transaction: it takes a slice of the oldest
 articles (skipping rows another transaction holds), deletes them, and their
 sightings, outbox rows and story keys go with them (foreign keys cascade).
-Stories left with no article go too. Age counts from when we first saw an
+Stories left with no article go too; the others are counted again (article count,
+representative) in a short transaction of their own. Age counts from when we first saw an
 article, not from the date its feed claims.
 """
 
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+
+from aggregator.storage.stories import recount_after_pruning
 
 DEFAULT_BATCH = 1000
 
@@ -77,15 +80,19 @@ async def prune(
     result = PruneResult()
     while True:
         started = time.monotonic()
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_DELETE_BATCH, cutoff, batch)
-            stories = sorted({r["story_id"] for r in rows if r["story_id"] is not None})
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                rows = await conn.fetch(_DELETE_BATCH, cutoff, batch)
+                stories = sorted({r["story_id"] for r in rows if r["story_id"] is not None})
+                if stories:
+                    # A story a concurrent store is just joining keeps its row (FK says so).
+                    with contextlib.suppress(asyncpg.ForeignKeyViolationError):
+                        async with conn.transaction():
+                            status = await conn.execute(_DELETE_EMPTY_STORIES, stories)
+                            result.stories += int(status.rsplit(" ", 1)[1])
             if stories:
-                # A story a concurrent store is just joining keeps its row (FK says so).
-                with contextlib.suppress(asyncpg.ForeignKeyViolationError):
-                    async with conn.transaction():
-                        status = await conn.execute(_DELETE_EMPTY_STORIES, stories)
-                        result.stories += int(status.rsplit(" ", 1)[1])
+                # The stories that keep articles: counted again, once the delete committed.
+                await recount_after_pruning(conn, stories)
         result.longest_batch_seconds = max(result.longest_batch_seconds, time.monotonic() - started)
         if not rows:
             return result

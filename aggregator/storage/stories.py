@@ -195,10 +195,12 @@ GROUP BY article_id, published_at
 
 # The representative is the fullest text (a summary never wins over the story), then the
 # earliest published.
+# updated_at NULL: left as it is (retention's recount: no article joined).
 _REFRESH_STORIES = """
 UPDATE stories s
 SET article_count = c.articles, representative_id = c.representative,
-    published_at = c.published_at, first_seen_at = c.first_seen_at, updated_at = $2
+    published_at = c.published_at, first_seen_at = c.first_seen_at,
+    updated_at = coalesce($2, s.updated_at)
 FROM (
     SELECT story_id, count(*) AS articles, min(published_at) AS published_at,
            min(first_seen_at) AS first_seen_at,
@@ -391,6 +393,22 @@ async def _write_merging(
     refresh = sorted(set(plan.assigned.values()) - alone)
     if refresh:
         await conn.execute(_REFRESH_STORIES, refresh, seen_at)
+
+
+async def recount_after_pruning(conn: asyncpg.Connection, stories: Sequence[int]) -> int:
+    """Count the stories that lost articles to retention whole again: their article count,
+    representative and first dates, from the articles left (``updated_at`` stays: no
+    article joined). Each story row is locked first, in id order, as a store batch locks
+    the stories it joins; so a batch joining one meanwhile has committed, and this
+    statement, run after the locks, counts its articles too. Run it after the articles'
+    delete has committed, in a transaction of its own: it then holds no article lock
+    that a store batch holding a story lock could wait for. Merged and emptied stories
+    are left alone. Returns how many stories were counted."""
+    async with conn.transaction():
+        locked = [r["id"] for r in await conn.fetch(_LOCK_STORIES, sorted(set(stories)))]
+        if locked:
+            await conn.execute(_REFRESH_STORIES, locked, None)
+    return len(locked)
 
 
 # --- reading stories --------------------------------------------------------------------------
