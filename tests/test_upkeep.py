@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -98,63 +98,63 @@ async def stats(
         await asyncio.sleep(0.5)
 
 
-async def test_claims_are_vacuumed_past_the_threshold_and_stay_small(runtime: Runtime) -> None:
+@pytest.fixture
+async def feed_id(runtime: Runtime) -> AsyncIterator[int]:
+    """A feed to store under, with autovacuum kept off the claims, as on a server where it
+    is off: the test decides when they are vacuumed."""
     pool = runtime.pool
-    rng = random.Random(14)
-    feed_id = await pool.fetchval(
-        "INSERT INTO feeds (url) VALUES ('https://upkeep.example/feed') RETURNING id"
-    )
-    # Autovacuum stays out of it, as on a server where it is off: the test decides.
     await pool.execute("ALTER TABLE story_key_claims SET (autovacuum_enabled = false)")
     try:
-        await store(pool, feed_id, rng, 10)  # 200 articles, about 6,600 claims
-        assert await pool.fetchval("SELECT count(*) FROM story_key_claims") == 0
-        dead, vacuums = await stats(pool, lambda dead, _: dead > 5000)
-        unvacuumed = await pool.fetchval(_CLAIMS_BYTES)
-
-        # Under the threshold: nothing happens.
-        assert not await upkeep.vacuum_claims(pool, dead_rows=dead + 1)
-        # Over it: vacuumed, and the dead rows are gone.
-        assert await upkeep.vacuum_claims(pool, dead_rows=dead - 1)
-        await stats(pool, lambda dead, count: dead == 0 and count == vacuums + 1)
-
-        # Four more rounds, each vacuumed: the space of the first is reused every time.
-        for _ in range(4):
-            await store(pool, feed_id, rng, 10)
-            assert await upkeep.vacuum_claims(pool, dead_rows=-1)
-        kept = await pool.fetchval(_CLAIMS_BYTES)
-        assert kept <= unvacuumed, (kept, unvacuumed)
-
-        # Unvacuumed, the same forty batches grow it: the bound above is the vacuum's
-        # doing, not the table's. (By how much varies: Postgres prunes some dead rows of
-        # a heap page when it visits a full one.)
-        await store(pool, feed_id, rng, 40)
-        grown = await pool.fetchval(_CLAIMS_BYTES)
-        assert grown > kept, (grown, kept, unvacuumed)
+        yield await pool.fetchval(
+            "INSERT INTO feeds (url) VALUES ('https://upkeep.example/feed') RETURNING id"
+        )
     finally:
         await pool.execute("ALTER TABLE story_key_claims RESET (autovacuum_enabled)")
+
+
+async def test_claims_are_vacuumed_past_the_threshold_and_stay_small(
+    runtime: Runtime, feed_id: int
+) -> None:
+    pool = runtime.pool
+    rng = random.Random(14)
+    await store(pool, feed_id, rng, 10)  # 200 articles, about 6,600 claims
+    assert await pool.fetchval("SELECT count(*) FROM story_key_claims") == 0
+    dead, vacuums = await stats(pool, lambda dead, _: dead > 5000)
+    unvacuumed = await pool.fetchval(_CLAIMS_BYTES)
+
+    # Under the threshold: nothing happens.
+    assert not await upkeep.vacuum_claims(pool, dead_rows=dead + 1)
+    # Over it: vacuumed, and the dead rows are gone.
+    assert await upkeep.vacuum_claims(pool, dead_rows=dead - 1)
+    await stats(pool, lambda dead, count: dead == 0 and count == vacuums + 1)
+
+    # Four more rounds, each vacuumed: the space of the first is reused every time.
+    for _ in range(4):
+        await store(pool, feed_id, rng, 10)
+        assert await upkeep.vacuum_claims(pool, dead_rows=-1)
+    kept = await pool.fetchval(_CLAIMS_BYTES)
+    assert kept <= unvacuumed, (kept, unvacuumed)
+
+    # Unvacuumed, the same forty batches grow it: the bound above is the vacuum's doing,
+    # not the table's. (By how much varies: Postgres prunes some dead rows of a heap page
+    # when it visits a full one.)
+    await store(pool, feed_id, rng, 40)
+    grown = await pool.fetchval(_CLAIMS_BYTES)
+    assert grown > kept, (grown, kept, unvacuumed)
 
 
 async def test_the_daemon_task_vacuums_on_its_interval(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, feed_id: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pool = runtime.pool
-    rng = random.Random(16)
-    feed_id = await pool.fetchval(
-        "INSERT INTO feeds (url) VALUES ('https://upkeep.example/task') RETURNING id"
-    )
-    await pool.execute("ALTER TABLE story_key_claims SET (autovacuum_enabled = false)")
+    await store(pool, feed_id, random.Random(16), 5)
+    _, vacuums = await stats(pool, lambda dead, _: dead > 1000)
+    monkeypatch.setattr(upkeep, "INTERVAL", 0.2)
+    monkeypatch.setattr(upkeep, "DEAD_ROWS", 1000)
+    stop = asyncio.Event()
+    task = asyncio.create_task(upkeep.run_forever(pool, stop))
     try:
-        await store(pool, feed_id, rng, 5)
-        _, vacuums = await stats(pool, lambda dead, _: dead > 1000)
-        monkeypatch.setattr(upkeep, "INTERVAL", 0.2)
-        monkeypatch.setattr(upkeep, "DEAD_ROWS", 1000)
-        stop = asyncio.Event()
-        task = asyncio.create_task(upkeep.run_forever(pool, stop))
-        try:
-            await stats(pool, lambda dead, count: dead == 0 and count > vacuums)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 5)
+        await stats(pool, lambda dead, count: dead == 0 and count > vacuums)
     finally:
-        await pool.execute("ALTER TABLE story_key_claims RESET (autovacuum_enabled)")
+        stop.set()
+        await asyncio.wait_for(task, 5)
