@@ -70,7 +70,8 @@ class StoreResult:
 # where folding changes nothing), not by migration 010's trigger, which folds in
 # PL/pgSQL at twice the INSERT's cost (it still folds for every other writer: 015).
 # Articles already stored (a wire story's copies in other feeds) are left out before
-# they are folded and sent (_STORED); NOT EXISTS and ON CONFLICT settle a race.
+# they are folded and sent (_STORED); ON CONFLICT settles a race with a batch that
+# commits one meanwhile (at the cost of a sequence value).
 _INSERT_ARTICLES = """
 INSERT INTO articles (id, story_id, content_hash, canonical_url, title, summary, content_html,
                       content_text, author, language, region, published_at, first_seen_at,
@@ -88,7 +89,6 @@ FROM (
          AS u(content_hash, canonical_url, title, summary, content_html, content_text,
               author, language, region, published_at,
               folded_title, folded_summary, folded_body)
-    WHERE NOT EXISTS (SELECT FROM articles a WHERE a.content_hash = u.content_hash)
     ORDER BY u.content_hash
 ) n
 ON CONFLICT (content_hash) DO NOTHING
